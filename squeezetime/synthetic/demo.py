@@ -1,0 +1,26 @@
+"""The demo model: SqueezeTime-50 at 1/8 width, trained on ``squeezetime.synthetic`` (scripts/train_demo.py)."""
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+
+from ..models.checkpoint import load_checkpoint
+from ..models.squeezetime import SqueezeTime
+from .generator import CLASSES
+
+DEMO_ARCH = dict(depth=50, widen_factor=0.125, num_classes=len(CLASSES))
+DEMO_CHECKPOINT = "demo_k400_w0125_synthetic8.pth"
+
+
+def demo_checkpoint_path() -> str:
+    return str(resources.files("squeezetime.synthetic").joinpath(DEMO_CHECKPOINT))
+
+
+@lru_cache(maxsize=1)
+def _demo_state():
+    return demo_checkpoint_path()
+
+
+def demo_model() -> SqueezeTime:
+    """A fresh copy of the demo model, eval mode, class names attached."""
+    return load_checkpoint(_demo_state())

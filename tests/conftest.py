@@ -1,0 +1,54 @@
+"""Shared fixtures: the read-only reference data beside the repo, and generated videos."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("SQUEEZETIME_SHARED", ROOT.parent / "shared"))
+REFERENCE = SHARED / "reference"
+
+
+def reference_cases() -> dict:
+    path = REFERENCE / "cases.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def relative_l2(actual, expected) -> float:
+    return float((actual.double() - expected).norm() / expected.norm())
+
+
+def centred_relative_l2(actual, expected) -> float:
+    a = actual.double() - actual.double().mean(0)
+    e = expected - expected.mean(0)
+    return float((a - e).norm() / e.norm())
+
+
+# Tolerances of ../shared/reference/README.md: a float32 path is right below both.
+GOLDEN_REL_L2 = 1e-5
+GOLDEN_CENTRED_REL_L2 = 1e-3
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    if not (REFERENCE / "cases.json").exists():
+        pytest.fail(f"reference fixtures not found at {REFERENCE} (set SQUEEZETIME_SHARED)")
+    return REFERENCE
+
+
+@pytest.fixture(scope="session")
+def demo_videos(tmp_path_factory) -> list[tuple[str, str]]:
+    """Held-out demo videos, 2 per class, mp4/avi/webm/mkv: [(path, true label)]."""
+    from squeezetime.cli.demo import write_demo_videos
+
+    return write_demo_videos(str(tmp_path_factory.mktemp("demo_videos")), per_class=2)
+
+
+@pytest.fixture(scope="session")
+def demo_model():
+    import squeezetime
+
+    return squeezetime.demo_model()
