@@ -9,11 +9,15 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["squeezetime", "squeezetime.*"]),
-    package_data={"squeezetime": ["labels/*.txt", "synthetic/*.pth"]},
+    package_data={"squeezetime": ["labels/*.txt", "synthetic/*.pth", "serving/**/*", "py.typed"]},
     install_requires=["torch>=2.4", "numpy", "av", "tqdm"],
     extras_require={
         "bench": ["matplotlib"],
         "test": ["pytest", "pytest-timeout", "matplotlib"],
+        "serve": ["tritonclient[grpc,http]", "nvidia-pytriton"],  # CPU tritonserver binary from pytriton
+        "torchserve": ["torchserve", "torch-model-archiver", "grpcio-tools"],
+        "export": ["onnx", "onnxruntime", "onnxscript"],
+        "tensorrt": ["torch-tensorrt"],
     },
     entry_points={"console_scripts": ["squeezetime=squeezetime.cli:main"]},
 )

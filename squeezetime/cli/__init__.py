@@ -3,20 +3,23 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 
-# One module per feature; each defines register(subparsers) and sets a ``func`` default.
-COMMAND_MODULES = [
-    "squeezetime.cli.predict",
-    "squeezetime.cli.demo",
-]
+NOT_COMMANDS = {"common", "__main__"}
+
+
+def command_modules() -> list[str]:
+    """Every module of this package but the shared ones defines ``register(subparsers)``."""
+    names = [m.name for m in pkgutil.iter_modules(__path__) if m.name not in NOT_COMMANDS]
+    return [f"{__name__}.{name}" for name in sorted(names)]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="squeezetime", description="SqueezeTime video classification: "
                                      "predict, benchmark, export and serve.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in command_modules():
         importlib.import_module(name).register(sub)
     return parser
 
