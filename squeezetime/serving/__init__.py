@@ -1,0 +1,1 @@
+"""Serving integrations (TorchServe, Triton). Each subpackage imports its server's libraries lazily."""

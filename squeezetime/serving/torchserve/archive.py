@@ -1,0 +1,129 @@
+"""``squeezetime archive``: a SqueezeTime checkpoint -> a TorchServe ``.mar`` (torch-model-archiver).
+
+The archive holds:
+
+* ``model.pth``: the checkpoint re-saved by ``save_checkpoint`` (config and class names inside, so the
+  worker needs no ``--arch``); loaded with the package's safe loader, never unpickled blindly;
+* ``squeezetime_handler.py``: the entry point (the handler code is in the installed package);
+* ``model-config.yaml``: workers, batching, timeouts and the handler's settings (views, top-k, limits);
+* ``index_to_name.json``: the class names; ``squeezetime_archive.json``: what built it.
+
+The package reaches the worker by being installed in the server's environment (TorchServe runs its
+workers with the Python that launched it); the archive records the package version and the handler
+warns when the worker's differs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import squeezetime
+
+DEFAULT_MODEL_NAME = "squeezetime"
+ENTRY_FILE = "squeezetime_handler.py"
+VIEWS = ("1x1", "10x3")
+
+
+@dataclass
+class ArchiveOptions:
+    model_name: str = DEFAULT_MODEL_NAME
+    version: str = "1.0"
+    batch_size: int = 4
+    max_batch_delay_ms: int = 50
+    workers: int = 1
+    response_timeout_s: int = 120
+    startup_timeout_s: int = 120
+    default_views: str = "1x1"
+    default_topk: int = 5
+    max_clips_per_request: int = 30
+    max_clips_per_forward: int = 16
+    optimize: str = "auto"  # auto: squeezetime.optimize when the package has it; on; off
+    threads: int = 0  # torch threads per worker; 0: torch's default
+
+
+def entry_source() -> str:
+    return resources.files(__package__).joinpath(ENTRY_FILE).read_text(encoding="utf-8")
+
+
+def model_config_yaml(opts: ArchiveOptions) -> str:
+    """model-config.yaml: TorchServe's keys at top level, ours under ``handler`` (context.model_yaml_config)."""
+    handler = {"squeezetime_version": squeezetime.__version__, "default_views": opts.default_views,
+               "default_topk": opts.default_topk, "max_clips_per_request": opts.max_clips_per_request,
+               "max_clips_per_forward": opts.max_clips_per_forward, "optimize": opts.optimize,
+               "threads": opts.threads}
+    lines = [
+        "# Written by `squeezetime archive`. TorchServe reads the top-level keys; the handler reads `handler`.",
+        f"minWorkers: {opts.workers}",
+        f"maxWorkers: {opts.workers}",
+        f"batchSize: {opts.batch_size}          # requests merged into one handler call (one model batch)",
+        f"maxBatchDelay: {opts.max_batch_delay_ms}      # ms a partial batch waits for more requests",
+        f"responseTimeout: {opts.response_timeout_s}   # s per batch before the worker is restarted",
+        f"startupTimeout: {opts.startup_timeout_s}    # s for the handler's initialize()",
+        "handler:",
+    ]
+    lines += [f"  {k}: {json.dumps(v)}" for k, v in handler.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _validate(opts: ArchiveOptions) -> None:
+    if not opts.model_name or not all(c.isalnum() or c in "_-" for c in opts.model_name):
+        raise ValueError(f"model name {opts.model_name!r}: use letters, digits, '_' and '-'")
+    for name in ("batch_size", "workers", "default_topk", "max_clips_per_request", "max_clips_per_forward"):
+        if getattr(opts, name) < 1:
+            raise ValueError(f"{name.replace('_', '-')} must be >= 1, got {getattr(opts, name)}")
+    if opts.max_batch_delay_ms < 0:
+        raise ValueError("max-batch-delay-ms must be >= 0")
+    if opts.default_views not in VIEWS:
+        raise ValueError(f"views must be one of {VIEWS}")
+    if opts.optimize not in ("auto", "on", "off"):
+        raise ValueError("optimize must be auto, on or off")
+
+
+def build_archive(out_dir: str | os.PathLike, *, checkpoint: str | os.PathLike | None = None,
+                  arch: str | None = None, options: ArchiveOptions | None = None, force: bool = True) -> Path:
+    """Write ``<out_dir>/<model_name>.mar``; ``checkpoint=None`` archives the demo model. Returns its path."""
+    opts = options or ArchiveOptions()
+    _validate(opts)
+    model = squeezetime.load_checkpoint(checkpoint, arch=arch) if checkpoint else squeezetime.demo_model()
+    if model.cls_head is None:
+        raise ValueError("a backbone-only model (no classification head) cannot be served as a classifier")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / f"{opts.model_name}.mar"
+    if target.exists() and not force:
+        raise FileExistsError(f"{target} exists")
+    with tempfile.TemporaryDirectory(prefix="squeezetime-mar-") as tmp:
+        stage = Path(tmp)
+        squeezetime.save_checkpoint(model, stage / "model.pth")
+        (stage / ENTRY_FILE).write_text(entry_source(), encoding="utf-8")
+        (stage / "model-config.yaml").write_text(model_config_yaml(opts), encoding="utf-8")
+        names = list(model.class_names or [])
+        (stage / "index_to_name.json").write_text(json.dumps({str(i): n for i, n in enumerate(names)}, indent=1))
+        (stage / "squeezetime_archive.json").write_text(json.dumps({
+            "squeezetime_version": squeezetime.__version__, "model_name": opts.model_name,
+            "checkpoint": os.path.basename(os.fspath(checkpoint)) if checkpoint else "demo",
+            "config": model.config, "num_classes": len(names)}, indent=1, default=str))
+        cmd = [sys.executable, "-c", "import sys; from model_archiver.model_packaging import "
+               "generate_model_archive as g; sys.exit(g())",
+               "--model-name", opts.model_name, "--version", opts.version,
+               "--serialized-file", str(stage / "model.pth"), "--handler", str(stage / ENTRY_FILE),
+               "--extra-files", f"{stage / 'index_to_name.json'},{stage / 'squeezetime_archive.json'}",
+               "--config-file", str(stage / "model-config.yaml"), "--export-path", str(out), "--force"]
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+        if proc.returncode != 0 or not target.exists():
+            raise RuntimeError(f"torch-model-archiver failed ({proc.returncode}): {proc.stdout.strip()[-2000:]}")
+    return target
+
+
+def archive_model_name(mar: str | os.PathLike) -> str:
+    """The model name recorded in a .mar's MANIFEST.json (what TorchServe registers it as)."""
+    with zipfile.ZipFile(mar) as z:
+        return json.loads(z.read("MAR-INF/MANIFEST.json"))["model"]["modelName"]
+

@@ -1,0 +1,330 @@
+"""Start and stop a real TorchServe for ``.mar`` archives, with its own run directory and bounded waits.
+
+A run directory (default ``~/.cache/squeezetime/torchserve``, or ``--run-dir``) holds everything of one
+server: ``config.properties`` (rendered from the template beside this file), ``tmp/`` (TMPDIR/TEMP: the
+launcher's pid file and the worker sockets), ``logs/`` (LOG_LOCATION and METRICS_LOCATION, plus
+``console.log``), ``key_file.json`` when token auth is on, and ``state.json`` (pid, ports, models) that
+``stop`` reads. ``start`` returns once every worker of every model is READY, or raises with the reason
+found in the server's logs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from .archive import archive_model_name
+
+DEFAULT_PORTS = {"inference": 8080, "management": 8081, "metrics": 8082, "grpc": 7070, "grpc_management": 7071}
+DEFAULT_MAX_REQUEST_SIZE = 64 * 1024 * 1024
+LAUNCHER = "import sys; from ts.model_server import start; sys.exit(start())"
+_CHILDREN: dict[int, subprocess.Popen] = {}  # launchers this process started, reaped on stop
+
+
+class TorchServeError(RuntimeError):
+    """TorchServe could not be started, did not become ready, or could not be stopped."""
+
+
+def default_run_dir() -> Path:
+    return Path(os.environ.get("SQUEEZETIME_TORCHSERVE_RUN_DIR",
+                               Path.home() / ".cache" / "squeezetime" / "torchserve"))
+
+
+@dataclass
+class ServerInfo:
+    run_dir: str
+    pid: int  # the launcher's pid = the process group of the launcher, Java and the workers
+    ports: dict
+    models: list[str]
+    model_store: str
+    token_auth: bool = False
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def inference_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['inference']}"
+
+    @property
+    def management_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['management']}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['metrics']}"
+
+    @property
+    def grpc_address(self) -> str:
+        return f"127.0.0.1:{self.ports['grpc']}"
+
+    @property
+    def log_dir(self) -> Path:
+        return Path(self.run_dir) / "logs"
+
+    def keys(self) -> dict | None:
+        """TorchServe's key_file.json (token auth on), else None."""
+        return read_keys(self.run_dir) if self.token_auth else None
+
+    def save(self) -> None:
+        (Path(self.run_dir) / "state.json").write_text(json.dumps(asdict(self), indent=1))
+
+    @classmethod
+    def load(cls, run_dir: str | os.PathLike) -> "ServerInfo | None":
+        path = Path(run_dir) / "state.json"
+        return cls(**json.loads(path.read_text())) if path.exists() else None
+
+
+def read_keys(run_dir: str | os.PathLike) -> dict | None:
+    """{"management": key, "inference": key, "API": key} from the run directory's key_file.json."""
+    path = Path(run_dir) / "key_file.json"
+    if not path.exists():
+        return None
+    raw = json.loads(path.read_text())
+    return {name: raw.get(name, {}).get("key") for name in ("management", "inference", "API")}
+
+
+def template_text() -> str:
+    return resources.files(__package__).joinpath("config.properties").read_text(encoding="utf-8")
+
+
+def render_config(values: dict, template: str | None = None) -> str:
+    """The template with ``key=value`` lines replaced (comments kept); keys it lacks are appended."""
+    values = {k: str(v) for k, v in values.items()}
+    out, seen = [], set()
+    for line in (template or template_text()).splitlines():
+        key = line.split("=", 1)[0].strip() if "=" in line and not line.lstrip().startswith("#") else None
+        if key in values:
+            out.append(f"{key}={values[key]}")
+            seen.add(key)
+        else:
+            out.append(line)
+    out += [f"{k}={v}" for k, v in values.items() if k not in seen]
+    return "\n".join(out) + "\n"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_ports() -> dict:
+    socks = []
+    try:
+        for _ in DEFAULT_PORTS:
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return {name: s.getsockname()[1] for name, s in zip(DEFAULT_PORTS, socks)}
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _port_busy(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def _alive(pgid: int) -> bool:
+    proc = _CHILDREN.get(pgid)
+    if proc is not None:
+        proc.poll()  # reap the launcher if it exited, so that its zombie does not keep the group "alive"
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def log_reason(log_dir: str | os.PathLike, lines: int = 25) -> str:
+    """The last error-looking lines of the server's logs (what made start fail)."""
+    found = []
+    for name in ("model_log.log", "ts_log.log", "console.log"):
+        path = Path(log_dir) / name
+        if not path.exists():
+            continue
+        text = path.read_text(errors="replace").splitlines()
+        hits = [f"{name}: {t.strip()}" for t in text
+                if any(w in t for w in ("ERROR", "Error", "Exception", "Traceback", "error:", "not found"))]
+        found += hits[-lines:]
+    return "\n".join(found[-lines:]) or f"(no error lines in {log_dir})"
+
+
+def _get_json(url: str, token: str | None = None, timeout: float = 5.0):
+    req = urllib.request.Request(url)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read().decode("utf-8"))
+
+
+def worker_status(info: ServerInfo, model: str) -> list[str]:
+    keys = info.keys() or {}
+    described = _get_json(f"{info.management_url}/models/{model}", keys.get("management"))
+    return [w.get("status", "?") for entry in described for w in entry.get("workers", [])]
+
+
+def _models_in_store(store: Path, models: dict[str, str] | None) -> dict[str, str]:
+    if models:
+        for name, mar in models.items():
+            if not (store / mar).exists() and not mar.startswith(("http://", "https://")):
+                raise TorchServeError(f"{mar} not found in the model store {store}")
+        return dict(models)
+    mars = sorted(store.glob("*.mar"))
+    if not mars:
+        raise TorchServeError(f"no .mar archives in {store} (build one with `squeezetime archive`)")
+    return {archive_model_name(m): m.name for m in mars}
+
+
+def start(model_store: str | os.PathLike, *, models: dict[str, str] | None = None,
+          run_dir: str | os.PathLike | None = None, ports: dict | None = None,
+          max_request_size: int = DEFAULT_MAX_REQUEST_SIZE, token_auth: bool = False,
+          enable_model_api: bool = False, timeout: float = 180.0, extra_config: dict | None = None,
+          java_home: str | None = None) -> ServerInfo:
+    """Start TorchServe in the background and wait until every worker is READY (bounded by ``timeout``)."""
+    store = Path(model_store).resolve()
+    if not store.is_dir():
+        raise TorchServeError(f"model store {store} is not a directory")
+    serve = _models_in_store(store, models)
+    run = Path(run_dir or default_run_dir()).resolve()
+    previous = ServerInfo.load(run)
+    if previous is not None and _alive(previous.pid):
+        raise TorchServeError(f"a TorchServe from {run} is already running (pid {previous.pid}); "
+                              f"`squeezetime torchserve stop --run-dir {run}` first")
+    ports = {**DEFAULT_PORTS, **(ports or {})}
+    busy = [f"{name} {port}" for name, port in ports.items() if _port_busy(port)]
+    if busy:
+        raise TorchServeError(f"port(s) already in use on 127.0.0.1: {', '.join(busy)}")
+    for sub in ("tmp", "logs"):
+        (run / sub).mkdir(parents=True, exist_ok=True)
+    for stale in ("key_file.json", "state.json"):
+        (run / stale).unlink(missing_ok=True)
+    values = {
+        "inference_address": f"http://127.0.0.1:{ports['inference']}",
+        "management_address": f"http://127.0.0.1:{ports['management']}",
+        "metrics_address": f"http://127.0.0.1:{ports['metrics']}",
+        "grpc_inference_address": "127.0.0.1", "grpc_inference_port": ports["grpc"],
+        "grpc_management_address": "127.0.0.1", "grpc_management_port": ports["grpc_management"],
+        "max_request_size": int(max_request_size),
+        "disable_token_authorization": str(not token_auth).lower(),
+        "enable_model_api": str(bool(enable_model_api)).lower(),
+        "model_store": store,
+        "load_models": ",".join(f"{n}={m}" for n, m in serve.items()),
+        **(extra_config or {}),
+    }
+    config = run / "config.properties"
+    config.write_text(render_config(values))
+    env = dict(os.environ)
+    env.update(TMPDIR=str(run / "tmp"), TEMP=str(run / "tmp"), LOG_LOCATION=str(run / "logs"),
+               METRICS_LOCATION=str(run / "logs"))
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    if java_home:
+        env["JAVA_HOME"] = java_home
+    cmd = [sys.executable, "-c", LAUNCHER, "--start", "--foreground", "--ncs", "--ts-config", str(config),
+           "--model-store", str(store), "--models", *(f"{n}={m}" for n, m in serve.items())]
+    if not token_auth:
+        cmd.append("--disable-token-auth")
+    if enable_model_api:
+        cmd.append("--enable-model-api")
+    with open(run / "logs" / "console.log", "ab") as console:
+        proc = subprocess.Popen(cmd, cwd=run, env=env, stdin=subprocess.DEVNULL, stdout=console,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    _CHILDREN[proc.pid] = proc
+    info = ServerInfo(str(run), proc.pid, ports, list(serve), str(store), token_auth,
+                      {"max_request_size": int(max_request_size), "enable_model_api": bool(enable_model_api)})
+    info.save()
+    try:
+        wait_ready(info, timeout, proc)
+    except BaseException:
+        stop(run, timeout=30)
+        raise
+    return info
+
+
+def wait_ready(info: ServerInfo, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    pending = list(info.models)
+    last = "no answer yet"
+    while pending:
+        if proc is not None and proc.poll() is not None:
+            raise TorchServeError(f"TorchServe exited with status {proc.returncode} while starting:\n"
+                                  f"{log_reason(info.log_dir)}")
+        if time.monotonic() > deadline:
+            raise TorchServeError(f"TorchServe workers not READY after {timeout:.0f} s ({last}):\n"
+                                  f"{log_reason(info.log_dir)}")
+        try:
+            statuses = worker_status(info, pending[0])
+            last = f"{pending[0]}: workers {statuses or 'none yet'}"
+            if statuses and all(s == "READY" for s in statuses):
+                pending.pop(0)
+                continue
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            last = f"{pending[0]}: {getattr(e, 'reason', e)}"
+        time.sleep(0.5)
+
+
+def stop(run_dir: str | os.PathLike | None = None, timeout: float = 60.0) -> bool:
+    """Stop the run directory's TorchServe and wait until all its processes are gone. False: none ran."""
+    run = Path(run_dir or default_run_dir()).resolve()
+    info = ServerInfo.load(run)
+    if info is None or not _alive(info.pid):
+        if info is not None:
+            (run / "state.json").unlink(missing_ok=True)
+        return False
+    env = dict(os.environ)
+    env.update(TMPDIR=str(run / "tmp"), TEMP=str(run / "tmp"))
+    deadline = time.monotonic() + timeout
+    with open(run / "logs" / "console.log", "ab") as console:
+        try:  # the launcher's own stop: SIGTERM to Java, waits for it (--foreground)
+            subprocess.run([sys.executable, "-c", LAUNCHER, "--stop", "--foreground"], cwd=run, env=env,
+                           stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
+                           timeout=max(1.0, timeout / 2))
+        except subprocess.TimeoutExpired:
+            pass
+    for sig, share in ((signal.SIGTERM, 0.8), (signal.SIGKILL, 1.0)):
+        try:
+            os.killpg(info.pid, sig)
+        except ProcessLookupError:
+            break
+        until = time.monotonic() + max(1.0, (deadline - time.monotonic()) * share)
+        while _alive(info.pid) and time.monotonic() < until:
+            time.sleep(0.1)
+        if not _alive(info.pid):
+            break
+    gone = not _alive(info.pid)
+    proc = _CHILDREN.pop(info.pid, None)
+    if proc is not None:
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+    if not gone:
+        raise TorchServeError(f"TorchServe (process group {info.pid}) still running after {timeout:.0f} s")
+    (run / "state.json").unlink(missing_ok=True)
+    return True
+
+
+def run_foreground(info: ServerInfo) -> int:
+    """Block until the server exits (Ctrl-C stops it)."""
+    try:
+        while _alive(info.pid):
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        stop(info.run_dir)
+    return 0
