@@ -1,5 +1,45 @@
 """squeezetime: SqueezeTime video classification for production (Python, CLI, Triton, TorchServe)."""
+import glob
+import os
+import runpy
+
 from setuptools import find_packages, setup
+
+
+def kernel_extensions():
+    """squeezetime._C (CPU kernels + the operator schema), always; squeezetime._C_cuda when torch has CUDA and
+    a CUDA toolkit is found (CUDA_HOME honoured; see csrc/tools/find_cuda_home.py). SQUEEZETIME_NO_EXT=1 skips
+    both (the package then runs its pure-PyTorch path); SQUEEZETIME_NO_CUDA=1 skips the CUDA one."""
+    if os.environ.get("SQUEEZETIME_NO_EXT") == "1":
+        return {}
+    try:
+        import torch
+    except ImportError:  # e.g. pip's isolated build env: use `pip install --no-build-isolation .`
+        print("squeezetime: torch not importable at build time; not building the C++ extension")
+        return {}
+    cuda_home = None
+    if torch.version.cuda and os.environ.get("SQUEEZETIME_NO_CUDA") != "1":
+        cuda_home = runpy.run_path(os.path.join("csrc", "tools", "find_cuda_home.py"))["find_cuda_home"]()
+        if cuda_home:
+            os.environ["CUDA_HOME"] = cuda_home  # before cpp_extension reads it
+    from torch.utils import cpp_extension
+
+    cxx = ["-O3", "-fopenmp"]
+    if os.environ.get("SQUEEZETIME_PORTABLE") != "1":
+        cxx.append("-march=native")  # auto-vectorised kernels use the build machine's widest SIMD
+    common = ["csrc/squeezetime_ops.cpp", "csrc/python_module.cpp"]
+    exts = [cpp_extension.CppExtension(
+        "squeezetime._C", common + sorted(glob.glob("csrc/cpu/*.cpp")),
+        extra_compile_args={"cxx": cxx + ["-DSQUEEZETIME_MODULE_NAME=_C"]}, extra_link_args=["-fopenmp"])]
+    if cuda_home:
+        exts.append(cpp_extension.CUDAExtension(
+            "squeezetime._C_cuda", ["csrc/python_module.cpp"] + sorted(glob.glob("csrc/cuda/*.cu")),
+            extra_compile_args={"cxx": ["-O3", "-DSQUEEZETIME_MODULE_NAME=_C_cuda"],
+                                "nvcc": ["-O3", "-DSQUEEZETIME_MODULE_NAME=_C_cuda"]}))
+    elif torch.version.cuda:
+        print("squeezetime: torch has CUDA but no CUDA toolkit was found (set CUDA_HOME); CPU extension only")
+    return {"ext_modules": exts, "cmdclass": {"build_ext": cpp_extension.BuildExtension}}
+
 
 setup(
     name="squeezetime",
@@ -20,4 +60,5 @@ setup(
         "tensorrt": ["torch-tensorrt"],
     },
     entry_points={"console_scripts": ["squeezetime=squeezetime.cli:main"]},
+    **kernel_extensions(),
 )

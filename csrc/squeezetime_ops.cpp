@@ -1,0 +1,13 @@
+// The one schema of the `squeezetime` operator library. Kernels live in cpu/ (CPU) and cuda/ (CUDA);
+// fake (meta) kernels are registered from Python (squeezetime/ops/_fake.py) so that torch.compile and
+// torch.export see through the operators.
+#include <torch/library.h>
+
+TORCH_LIBRARY(squeezetime, m) {
+  // uint8 RGB frames (N, T, H, W, 3) -> float32 (N, 3*T, H, W), channel c*T + t, (x - mean[c]) / std[c].
+  m.def("squeeze_time(Tensor frames, float[] mean, float[] std) -> Tensor");
+  // y = scale[c] * (temporal + short * sigmoid(glo)) + shift[c] (+ residual) (then ReLU when relu).
+  m.def(
+      "ctl_combine(Tensor temporal, Tensor short, Tensor glo, Tensor scale, Tensor shift, "
+      "Tensor? residual, bool relu) -> Tensor");
+}

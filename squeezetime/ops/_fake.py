@@ -1,0 +1,34 @@
+"""Fake (meta) kernels: shapes, dtypes and strides of the operators' outputs, so that torch.compile and
+torch.export trace through ``torch.ops.squeezetime.*`` without running them."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def choose_nhwc(tensors: list[Tensor]) -> bool:
+    """The layout rule of csrc/common.h (choose_nhwc), so the fake output has the kernel's strides."""
+    t = tensors[0]
+    if t.shape[1] > 1 and all(x.stride(1) == 1 for x in tensors):
+        return True
+    if all(x.shape[3] == 1 or x.stride(3) == 1 for x in tensors):
+        return False
+    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
+
+def register() -> None:
+    @torch.library.register_fake("squeezetime::squeeze_time")
+    def _squeeze_time_fake(frames, mean, std):
+        torch._check(frames.dtype == torch.uint8, lambda: f"squeeze_time: frames must be uint8, got {frames.dtype}")
+        torch._check(frames.dim() == 5 and frames.shape[4] == 3, lambda: "squeeze_time: frames must be (N, T, H, W, 3)")
+        n, t, h, w, _ = frames.shape
+        return frames.new_empty((n, 3 * t, h, w), dtype=torch.float32)
+
+    @torch.library.register_fake("squeezetime::ctl_combine")
+    def _ctl_combine_fake(temporal, short, glo, scale, shift, residual, relu):
+        ins = [temporal, short, glo] + ([residual] if residual is not None else [])
+        for x in ins[1:]:
+            torch._check(x.shape == temporal.shape, lambda: "ctl_combine: all inputs must have temporal's shape")
+            torch._check(x.dtype == temporal.dtype, lambda: "ctl_combine: all inputs must have temporal's dtype")
+        fmt = torch.channels_last if choose_nhwc(ins) else torch.contiguous_format
+        return torch.empty(temporal.shape, dtype=temporal.dtype, device=temporal.device, memory_format=fmt)

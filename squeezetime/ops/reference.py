@@ -1,0 +1,39 @@
+"""Pure-PyTorch reference implementations of the squeezetime operators: the definition the kernels are tested
+against, and the path used when the C++ extension is not built."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from ..models.registry import MEAN, STD
+
+
+def squeeze_time_reference(frames: Tensor, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> Tensor:
+    """uint8 (N, T, H, W, 3) -> float32 (N, 3*T, H, W), channel c*T + t: ``normalize_clip(frames).reshape``."""
+    if frames.dtype != torch.uint8:
+        raise TypeError(f"squeeze_time: frames must be uint8 RGB, got {frames.dtype}")
+    if frames.dim() != 5 or frames.shape[-1] != 3:
+        raise ValueError(f"squeeze_time: frames must be (N, T, H, W, 3), got {tuple(frames.shape)}")
+    n, t, h, w, _ = frames.shape
+    mean_t = torch.tensor(list(mean), dtype=torch.float32, device=frames.device)
+    std_t = torch.tensor(list(std), dtype=torch.float32, device=frames.device)
+    x = (frames.float() - mean_t) / std_t
+    return x.permute(0, 4, 1, 2, 3).reshape(n, 3 * t, h, w).contiguous()
+
+
+def ctl_combine_reference(temporal: Tensor, short: Tensor, glo: Tensor, scale: Tensor, shift: Tensor,
+                          residual: Tensor | None = None, relu: bool = False) -> Tensor:
+    """``scale[c] * (temporal + short * sigmoid(glo)) + shift[c]`` (+ residual) (ReLU), computed in float32
+    (float64 inputs stay float64) and rounded once to the input dtype; keeps the input's memory format."""
+    dtype = temporal.dtype
+    work = torch.float64 if dtype == torch.float64 else torch.float32
+    c = temporal.shape[1]
+    y = temporal.to(work) + short.to(work) * torch.sigmoid(glo.to(work))
+    y = y * scale.to(work).view(1, c, 1, 1) + shift.to(work).view(1, c, 1, 1)
+    if residual is not None:
+        y = y + residual.to(work)
+    if relu:
+        y = torch.relu(y)
+    return y.to(dtype)
