@@ -1,0 +1,182 @@
+"""The inference graph every exporter starts from: uint8 CLIP -> (LOGITS, PROBS).
+
+Serving takes decoded frames as they come out of the decoder, uint8 RGB ``(N, T, H, W, 3)``; the graph
+normalises them (``(x - mean) / std``), folds time into channels (channel index ``c*T + t``, what
+``squeeze_time`` does), runs the network and returns the logits and their softmax, both float32. Input and
+output names are those of the Triton ``squeezetime`` model: CLIP, LOGITS, PROBS.
+
+``fold_for_inference`` prepares the network for export: every BatchNorm folded into the convolution before
+it (including the BatchNorm that follows a CTL module, folded into its two linear branches) and every
+positional embedding resized once for the export resolution, so that the graph has no BatchNorm and no
+interpolation. It is exact up to float32 rounding (checked against the golden tolerance in the tests).
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from ..models.registry import MEAN, STD
+from ..models.squeezetime import (BasicBlock, Bottleneck, ChannelTimeLearning, InterTemporalObjectInteraction,
+                                  SqueezeTime, SqueezeTimeNet, TemporalGate, resize_pos_embed)
+
+INPUT_NAME = "CLIP"
+OUTPUT_NAMES = ("LOGITS", "PROBS")
+IMAGE_SIZE = 224
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+CUSTOM_OP_NAMESPACE = "squeezetime"  # torch.ops.squeezetime.* (the kernels issue)
+
+
+def _fold_conv_bn(parent: nn.Module, conv_name: str, bn_name: str) -> None:
+    conv, bn = getattr(parent, conv_name), getattr(parent, bn_name)
+    setattr(parent, conv_name, fuse_conv_bn_eval(conv, bn))
+    setattr(parent, bn_name, nn.Identity())
+
+
+def _bn_affine(bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    return scale, bn.bias - bn.running_mean * scale
+
+
+@torch.no_grad()
+def _fold_ctl_bn(ctl: ChannelTimeLearning, bn: nn.BatchNorm2d) -> None:
+    """bn(temporal(g*x) + short(x) * s) = scale*temporal(g*x) + shift + (scale*short(x)) * s.
+
+    The scale goes into both branches' weights (and the short branch's bias); the shift becomes the bias
+    of the temporal 1x1 convolution, which has none.
+    """
+    scale, shift = _bn_affine(bn)
+    t = ctl.temporal_conv
+    folded = nn.Conv2d(t.in_channels, t.out_channels, 1, bias=True).to(t.weight)
+    folded.weight.copy_(t.weight * scale.view(-1, 1, 1, 1))
+    folded.bias.copy_(shift if t.bias is None else t.bias * scale + shift)
+    ctl.temporal_conv = folded
+    s = ctl.spatial_conv.short_conv
+    s.weight.mul_(scale.view(-1, 1, 1, 1))
+    s.bias.mul_(scale)
+
+
+@torch.no_grad()
+def _fix_pos_embeds(net: SqueezeTimeNet, image_size: int, num_frames: int) -> None:
+    """Resize every positional embedding once to the feature size it meets at ``image_size``."""
+    sizes: dict[InterTemporalObjectInteraction, tuple[int, int]] = {}
+    hooks = [m.register_forward_pre_hook(lambda mod, args: sizes.__setitem__(mod, tuple(args[0].shape[-2:])))
+             for m in net.modules() if isinstance(m, InterTemporalObjectInteraction)]
+    try:
+        channels = net.conv1.in_channels
+        probe = torch.zeros(1, channels // num_frames, num_frames, image_size, image_size,
+                            dtype=net.conv1.weight.dtype, device=net.conv1.weight.device)
+        net(probe)
+    finally:
+        for h in hooks:
+            h.remove()
+    for ioi, size in sizes.items():
+        ioi.pos_embed = nn.Parameter(resize_pos_embed(ioi.pos_embed, size).contiguous(), requires_grad=False)
+
+
+@torch.no_grad()
+def fold_for_inference(model: SqueezeTime, image_size: int = IMAGE_SIZE) -> SqueezeTime:
+    """A copy of ``model`` with BatchNorm folded and positional embeddings fixed for ``image_size``."""
+    model = copy.deepcopy(model).eval()
+    net = model.backbone.net
+    _fix_pos_embeds(net, image_size, model.num_frames)
+    _fold_conv_bn(net, "conv1", "bn1")
+    for m in list(net.modules()):
+        if isinstance(m, TemporalGate):
+            m[1] = fuse_conv_bn_eval(m[1], m[2])
+            m[2] = nn.Identity()
+        elif isinstance(m, InterTemporalObjectInteraction):
+            for c, b in ((0, 1), (3, 4)):
+                m.glo_conv[c] = fuse_conv_bn_eval(m.glo_conv[c], m.glo_conv[b])
+                m.glo_conv[b] = nn.Identity()
+        elif isinstance(m, Bottleneck):
+            _fold_conv_bn(m, "conv1", "bn1")
+            _fold_ctl_bn(m.conv2, m.bn2)
+            m.bn2 = nn.Identity()
+            _fold_conv_bn(m, "conv3", "bn3")
+        elif isinstance(m, BasicBlock):
+            _fold_ctl_bn(m.conv1, m.bn1)
+            _fold_ctl_bn(m.conv2, m.bn2)
+            m.bn1 = m.bn2 = nn.Identity()
+        if isinstance(m, (Bottleneck, BasicBlock)):
+            if isinstance(m.shortcut_conv, nn.Sequential):
+                m.shortcut_conv = fuse_conv_bn_eval(m.shortcut_conv[0], m.shortcut_conv[1])
+            if m.stride != 1:
+                m.downsample = fuse_conv_bn_eval(m.downsample[0], m.downsample[1])
+    remaining = [n for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if remaining:
+        raise RuntimeError(f"BatchNorm left after folding: {remaining[:5]}")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def inference_model(model: SqueezeTime, image_size: int = IMAGE_SIZE) -> nn.Module:
+    """The network to export: BN folded, positional embeddings fixed, no custom operators.
+
+    Uses ``squeezetime.optimize(model, fused=False)`` (the kernels issue) when the package has it and it
+    returns a SqueezeTime, then fixes the positional embeddings; otherwise this module's own folding.
+    """
+    import squeezetime
+
+    optimize = getattr(squeezetime, "optimize", None)
+    if optimize is not None:
+        try:
+            optimized = optimize(model, dtype=torch.float32, fused=False)
+        except TypeError:
+            optimized = None
+        if isinstance(optimized, SqueezeTime):
+            optimized = copy.deepcopy(optimized).eval()
+            _fix_pos_embeds(optimized.backbone.net, image_size, optimized.num_frames)
+            return optimized
+    return fold_for_inference(model, image_size)
+
+
+class ServingGraph(nn.Module):
+    """uint8 CLIP (N, T, H, W, 3) -> LOGITS, PROBS (N, classes) float32; the graph that gets exported.
+
+    ``dtype`` is the compute precision: the clip is normalised in float32, then cast (fp16/bf16 graphs);
+    the logits are cast back to float32 before the softmax.
+    """
+
+    def __init__(self, model: nn.Module, mean=MEAN, std=STD, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        if getattr(model, "cls_head", True) is None:
+            raise ValueError("export needs a classification model (the AVA backbone has no head)")
+        self.model = model.to(dtype).eval()
+        self.dtype = dtype
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
+        self.register_buffer("inv_std", 1.0 / torch.tensor(std, dtype=torch.float32), persistent=False)
+
+    def forward(self, CLIP: Tensor) -> tuple[Tensor, Tensor]:  # noqa: N803 - the Triton input name
+        x = (CLIP.to(torch.float32) - self.mean) * self.inv_std       # (N, T, H, W, 3)
+        x = x.permute(0, 4, 1, 2, 3).to(self.dtype)                   # (N, 3, T, H, W): channel c*T + t
+        logits = self.model(x).to(torch.float32)
+        return logits, F.softmax(logits, dim=-1)
+
+
+def serving_graph(model: SqueezeTime, precision: str = "fp32", image_size: int = IMAGE_SIZE,
+                  fold: bool = True) -> ServingGraph:
+    """The exported graph for ``model``: folded (default) and wrapped with uint8 normalisation."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    config = getattr(model, "config", {}) or {}
+    net = inference_model(model, image_size) if fold else copy.deepcopy(model).eval()
+    return ServingGraph(net, config.get("mean", MEAN), config.get("std", STD), PRECISIONS[precision])
+
+
+def example_clip(batch: int = 2, num_frames: int = 16, image_size: int = IMAGE_SIZE, seed: int = 0) -> Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (batch, num_frames, image_size, image_size, 3), dtype=torch.uint8, generator=g)
+
+
+def custom_ops_in(graph_module) -> list[str]:
+    """Names of ``torch.ops.squeezetime.*`` operators called in an FX graph (ExportedProgram.graph_module)."""
+    found = set()
+    for node in graph_module.graph.nodes:
+        if node.op == "call_function" and getattr(node.target, "namespace", None) == CUSTOM_OP_NAMESPACE:
+            found.add(str(node.target))
+    return sorted(found)
