@@ -11,10 +11,12 @@ own JSON list ``[{"label": ..., "probability": ...}, ...]`` (best first).
 """
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
 import time
+import types
 
 import torch
 from ts.torch_handler.base_handler import BaseHandler
@@ -81,6 +83,13 @@ class SqueezeTimeHandler(BaseHandler):
     @staticmethod
     def _maybe_optimize(model, mode: str):
         optimize = getattr(squeezetime, "optimize", None)
+        if optimize is None and mode != "off":
+            try:  # the optimised path, where this version of the package has it
+                optimize = importlib.import_module("squeezetime.optimize")
+            except ImportError:
+                optimize = None
+        if isinstance(optimize, types.ModuleType):
+            optimize = getattr(optimize, "optimize", None)
         if mode == "off" or optimize is None:
             return model, "plain"
         try:
@@ -134,6 +143,7 @@ class SqueezeTimeHandler(BaseHandler):
         for i in range(len(data)):
             context.set_response_header(i, "X-SqueezeTime-Batch-Requests", str(len(data)))
             context.set_response_header(i, "X-SqueezeTime-Batch-Clips", str(clip_count))
+            context.set_response_header(i, "X-SqueezeTime-Path", self.path)
         elapsed_ms = (time.perf_counter() - start) * 1000
         logger.info("%s requests=%d good=%d clips=%d ms=%.1f path=%s", BATCH_LOG, len(data), len(good),
                     clip_count, elapsed_ms, self.path)

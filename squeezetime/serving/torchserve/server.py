@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -166,6 +167,20 @@ def log_reason(log_dir: str | os.PathLike, lines: int = 25) -> str:
     return "\n".join(found[-lines:]) or f"(no error lines in {log_dir})"
 
 
+WORKER_FAILURES = ("Backend worker process died", "Load model failed", "Failed to load model")
+
+
+def worker_failure(log_dir: str | os.PathLike) -> str | None:
+    """A worker that died while loading (TorchServe would retry it forever): the log line that says so."""
+    for name in ("ts_log.log", "model_log.log"):
+        path = Path(log_dir) / name
+        if path.exists():
+            for line in path.read_text(errors="replace").splitlines():
+                if any(w in line for w in WORKER_FAILURES):
+                    return line.strip()[-300:]
+    return None
+
+
 def _get_json(url: str, token: str | None = None, timeout: float = 5.0):
     req = urllib.request.Request(url)
     if token:
@@ -211,6 +226,9 @@ def start(model_store: str | os.PathLike, *, models: dict[str, str] | None = Non
     busy = [f"{name} {port}" for name, port in ports.items() if _port_busy(port)]
     if busy:
         raise TorchServeError(f"port(s) already in use on 127.0.0.1: {', '.join(busy)}")
+    if (run / "logs").exists():  # keep the previous run's logs once; start with empty ones
+        shutil.rmtree(run / "logs.prev", ignore_errors=True)
+        (run / "logs").rename(run / "logs.prev")
     for sub in ("tmp", "logs"):
         (run / sub).mkdir(parents=True, exist_ok=True)
     for stale in ("key_file.json", "state.json"):
@@ -264,6 +282,10 @@ def wait_ready(info: ServerInfo, timeout: float, proc: subprocess.Popen | None =
     while pending:
         if proc is not None and proc.poll() is not None:
             raise TorchServeError(f"TorchServe exited with status {proc.returncode} while starting:\n"
+                                  f"{log_reason(info.log_dir)}")
+        failure = worker_failure(info.log_dir)
+        if failure:
+            raise TorchServeError(f"a TorchServe worker failed to load its model ({failure}):\n"
                                   f"{log_reason(info.log_dir)}")
         if time.monotonic() > deadline:
             raise TorchServeError(f"TorchServe workers not READY after {timeout:.0f} s ({last}):\n"

@@ -1,0 +1,198 @@
+"""A real TorchServe 0.12 serving the demo model's .mar on loopback: REST, gRPC, batching, bad inputs, 413.
+
+One server for the module (the ``torchserve`` fixture of _torchserve_support: own temp dirs, free ports,
+READY workers, always stopped). Speed is never asserted.
+"""
+from __future__ import annotations
+
+import io
+import json
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import squeezetime
+from _torchserve_support import BATCH_SIZE, concurrently, grpc_stub_dir, post_headers_only, torchserve  # noqa: F401
+
+pytestmark = pytest.mark.timeout(600)
+ATOL = 1e-4  # same float32 model; only the batch composition differs
+
+
+@pytest.fixture(scope="module")
+def rest(torchserve):  # noqa: F811
+    from squeezetime.serving.torchserve.client import RestClient
+
+    return RestClient(torchserve.inference_url)
+
+
+@pytest.fixture(scope="module")
+def grpc_client(torchserve, grpc_stub_dir):  # noqa: F811
+    from squeezetime.serving.torchserve.client import GrpcClient
+
+    with GrpcClient(torchserve.grpc_address, stub_dir=grpc_stub_dir) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def one_per_class(demo_videos):
+    seen, out = set(), []
+    for path, truth in demo_videos:
+        if truth not in seen:
+            seen.add(truth)
+            out.append((path, truth))
+    return out
+
+
+@pytest.fixture(scope="module")
+def worker_pid(torchserve):  # noqa: F811
+    return worker_pids(torchserve)
+
+
+def worker_pids(info) -> list:
+    with urllib.request.urlopen(f"{info.management_url}/models/squeezetime", timeout=10) as r:
+        return [w["pid"] for entry in json.loads(r.read()) for w in entry["workers"] if w["status"] == "READY"]
+
+
+def in_process(model, video, views="1x1", topk=8):
+    return squeezetime.predict(model, video, views=views, topk=topk)
+
+
+def assert_same(served: list[dict], expected: list[tuple[str, float]]):
+    assert [p["label"] for p in served] == [label for label, _ in expected]
+    np.testing.assert_allclose([p["probability"] for p in served], [p for _, p in expected], atol=ATOL)
+
+
+def npy(array) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def test_rest_demo_videos_match_in_process(torchserve, rest, demo_videos, demo_model, worker_pid):  # noqa: F811
+    assert worker_pid, "no READY worker"
+    for path, truth in demo_videos:
+        served = rest.predict(path, topk=8)
+        assert served[0]["label"] == truth, f"{Path(path).name}: {served[0]} (truth {truth})"
+        assert_same(served, in_process(demo_model, path))
+
+
+def test_grpc_demo_videos_match_in_process(grpc_client, one_per_class, demo_model):
+    assert grpc_client.health() == "Healthy"
+    for path, truth in one_per_class:
+        served = grpc_client.predict(path, topk=8)
+        assert served[0]["label"] == truth
+        assert_same(served, in_process(demo_model, path))
+
+
+def test_ten_by_three_views_and_topk(rest, grpc_client, one_per_class, demo_model):
+    path, truth = one_per_class[3]
+    expected = in_process(demo_model, path, views="10x3", topk=3)
+    assert_same(rest.predict(path, views="10x3", topk=3), expected)
+    assert_same(grpc_client.predict(path, views="10x3", topk=3), expected)
+    assert expected[0][0] == truth
+
+
+def test_npy_clips_json_and_multipart(torchserve, rest, one_per_class, demo_model):  # noqa: F811
+    import base64
+
+    path, truth = one_per_class[1]
+    clips = squeezetime.sample_clips(path, "1x1")
+    expected = in_process(demo_model, clips, topk=2)
+    assert_same(rest.predict(clips[0], topk=2), expected)  # (16, 224, 224, 3)
+    assert_same(rest.predict(clips, topk=2), expected)  # (N, 16, 224, 224, 3)
+    video = Path(path).read_bytes()
+    body = json.dumps({"video": base64.b64encode(video).decode(), "topk": 2}).encode()
+    req = urllib.request.Request(f"{torchserve.inference_url}/predictions/squeezetime", data=body,
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(req, timeout=120) as r:
+        assert_same(json.loads(r.read()), in_process(demo_model, path, topk=2))
+    boundary = "squeezetimeboundary"
+    parts = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"data\"; filename=\"v.mp4\"\r\n"
+             f"Content-Type: application/octet-stream\r\n\r\n").encode() + video + (
+        f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"topk\"\r\n\r\n2\r\n--{boundary}--\r\n").encode()
+    req = urllib.request.Request(f"{torchserve.inference_url}/predictions/squeezetime", data=parts,
+                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}, method="POST")
+    with urllib.request.urlopen(req, timeout=120) as r:
+        served = json.loads(r.read())
+    assert_same(served, in_process(demo_model, path, topk=2))
+    assert served[0]["label"] == truth
+
+
+def test_eight_concurrent_requests_are_batched(torchserve, rest, demo_videos, demo_model):  # noqa: F811
+    videos = demo_videos[:8]
+    results = concurrently([lambda p=p: rest.predict_raw(p, topk=1) for p, _ in videos])
+    batch_sizes = []
+    for (path, truth), (status, body, headers) in zip(videos, results):
+        assert status == 200, body
+        assert json.loads(body)[0]["label"] == truth
+        batch_sizes.append(int(headers["X-SqueezeTime-Batch-Requests"]))
+    assert max(batch_sizes) > 1, f"no batching seen: {batch_sizes}"
+    assert max(batch_sizes) <= BATCH_SIZE
+    log = (Path(torchserve.log_dir) / "model_log.log").read_text()
+    logged = [int(line.split("requests=")[1].split()[0]) for line in log.splitlines() if "SQUEEZETIME_BATCH" in line]
+    assert max(logged) > 1
+
+
+BAD = {
+    "garbage bytes": (b"\x00garbage, not a video" * 50, {}, "not a readable video"),
+    "empty body": (b"", {}, "empty request body"),
+    "wrong clip shape": (npy(np.zeros((8, 224, 224, 3), np.uint8)), {}, "clips must have shape"),
+    "wrong clip dtype": (npy(np.zeros((16, 224, 224, 3), np.float32)), {}, "uint8"),
+    "unknown view": (None, {"views": "5x5"}, "unknown views"),
+    "bad topk": (None, {"topk": "zero"}, "topk must be"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_is_400_and_batch_neighbour_succeeds(rest, one_per_class, case, worker_pid):
+    payload, options, message = BAD[case]
+    good_path, truth = one_per_class[0]
+    bad = payload if payload is not None else Path(one_per_class[2][0]).read_bytes()
+    (bad_status, bad_body, bad_headers), (good_status, good_body, good_headers) = concurrently([
+        lambda: rest.predict_raw(bad, **options), lambda: rest.predict_raw(good_path, topk=1)])
+    assert bad_status == 400, bad_body
+    error = json.loads(bad_body)
+    assert error["code"] == 400 and message in error["message"], error
+    assert good_status == 200, good_body
+    assert json.loads(good_body)[0]["label"] == truth
+    test_bad_input_is_400_and_batch_neighbour_succeeds.shared.append(
+        int(bad_headers.get("X-SqueezeTime-Batch-Requests", 1)) > 1)
+
+
+test_bad_input_is_400_and_batch_neighbour_succeeds.shared = []
+
+
+def test_bad_and_good_shared_a_batch():
+    shared = test_bad_input_is_400_and_batch_neighbour_succeeds.shared
+    assert shared and any(shared), f"bad and good requests never met in one batch: {shared}"
+
+
+def test_grpc_bad_input(grpc_client):
+    from squeezetime.serving.torchserve.client import PredictionError
+
+    with pytest.raises(PredictionError) as err:
+        grpc_client.predict(b"garbage")
+    assert err.value.status == 400 and "not a readable video" in err.value.message
+
+
+def test_oversized_upload_is_413(torchserve, rest):  # noqa: F811
+    from squeezetime.serving.torchserve.server import DEFAULT_MAX_REQUEST_SIZE
+
+    limit = torchserve.extra["max_request_size"]
+    assert limit == DEFAULT_MAX_REQUEST_SIZE == 64 * 1024 * 1024  # the limit docs/torchserve.md states
+    assert f"max_request_size={limit}" in (Path(torchserve.run_dir) / "config.properties").read_text()
+    port = torchserve.ports["inference"]
+    status, line = post_headers_only("127.0.0.1", port, "/predictions/squeezetime", limit + 1)
+    assert status == 413, line
+    status, line = post_headers_only("127.0.0.1", port, "/predictions/squeezetime", limit // 2)
+    assert status == 100, line  # under the limit the server asks for the body
+
+
+def test_server_healthy_after_everything(torchserve, rest, grpc_client, one_per_class, worker_pid):  # noqa: F811
+    assert rest.health() == "Healthy"
+    assert grpc_client.health() == "Healthy"
+    assert worker_pids(torchserve) == worker_pid, "the worker was restarted"
+    path, truth = one_per_class[-1]
+    assert rest.predict(path, topk=1)[0]["label"] == truth
