@@ -37,10 +37,21 @@ def bn_affine(bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
     return scale, bn.bias.double() - bn.running_mean.double() * scale
 
 
-class FoldedConv(nn.Module):
-    """conv (+ folded batch norm) (+ ReLU)."""
+def _mkldnn_usable() -> bool:
+    mk = getattr(torch.ops, "mkldnn", None)
+    return (torch.backends.mkldnn.is_available() and hasattr(mk, "_convolution_pointwise")
+            and hasattr(mk, "_reorder_convolution_weight"))
 
-    def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d | None, relu: bool, dtype):
+
+class FoldedConv(nn.Module):
+    """conv (+ folded batch norm) (+ ReLU) (+ residual add then ReLU, ``forward_add_relu``).
+
+    On CPU the weights are also kept pre-packed in oneDNN's blocked layout and the ReLU / residual add run as
+    oneDNN post-ops (what inductor's freezing does, here without compiling). Under torch.compile, on other
+    devices or without oneDNN, the same maths runs through F.conv2d.
+    """
+
+    def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d | None, relu: bool, dtype, prepack: bool = False):
         super().__init__()
         w = conv.weight.double()
         b = conv.bias.double() if conv.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
@@ -49,16 +60,45 @@ class FoldedConv(nn.Module):
             w, b = w * scale.view(-1, 1, 1, 1), b * scale + shift
         self.weight, self.bias = _frozen(w, dtype), _frozen(b, dtype)
         self.stride, self.padding, self.groups, self.relu = conv.stride, conv.padding, conv.groups, relu
+        self.prepack = prepack and _mkldnn_usable()
+        self._packs: dict = {}  # input shape -> weights packed for it (oneDNN picks the layout per shape)
+
+    def _use_packed(self, x: Tensor) -> bool:
+        return (self.prepack and x.device.type == "cpu" and self.weight.device.type == "cpu"
+                and not torch.compiler.is_compiling())
+
+    def _pack_for(self, x: Tensor) -> Tensor:
+        key = (tuple(x.shape), x.dtype)
+        packed = self._packs.get(key)
+        if packed is None:
+            if len(self._packs) >= 16:  # bounded: many input sizes fall back to repacking
+                self._packs.clear()
+            packed = torch.ops.mkldnn._reorder_convolution_weight(
+                self.weight, list(self.padding), list(self.stride), [1, 1], self.groups, list(x.shape))
+            self._packs[key] = packed
+        return packed
 
     def forward(self, x: Tensor) -> Tensor:
+        if self._use_packed(x):
+            return torch.ops.mkldnn._convolution_pointwise(
+                x, self._pack_for(x), self.bias, list(self.padding), list(self.stride), [1, 1], self.groups,
+                "relu" if self.relu else "none", [], "")
         y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, 1, self.groups)
         return F.relu(y) if self.relu else y
+
+    def forward_add_relu(self, x: Tensor, other: Tensor) -> Tensor:
+        """relu(conv(x) + other): the last conv of a bottleneck with its residual and ReLU."""
+        if self._use_packed(x) and other.dtype == x.dtype and other.is_contiguous(memory_format=torch.channels_last):
+            return torch.ops.mkldnn._convolution_pointwise.binary(
+                x, other, self._pack_for(x), self.bias, list(self.padding), list(self.stride), [1, 1], self.groups,
+                "add", 1.0, "relu", [], "")
+        return F.relu(F.conv2d(x, self.weight, self.bias, self.stride, self.padding, 1, self.groups) + other)
 
 
 class OptimizedCTL(nn.Module):
     """A CTL module and the batch norm after it: y = bn(temporal(g*x) + short(x) * sigmoid(global(g*x)))."""
 
-    def __init__(self, ctl: ChannelTimeLearning, bn: nn.BatchNorm2d, dtype, fused: bool):
+    def __init__(self, ctl: ChannelTimeLearning, bn: nn.BatchNorm2d, dtype, fused: bool, prepack: bool = False):
         super().__init__()
         gate, ioi = ctl.param_conv, ctl.spatial_conv
         s1, b1 = bn_affine(gate[2])
@@ -66,10 +106,10 @@ class OptimizedCTL(nn.Module):
         self.gate_b1 = _frozen(b1, dtype)
         self.gate_w2 = _frozen(gate[4].weight.flatten(1), dtype)
         self.temporal_w = _frozen(ctl.temporal_conv.weight.flatten(1), dtype)  # (Cout, Cin)
-        self.short = FoldedConv(ioi.short_conv, None, False, dtype)
-        self.glo0 = FoldedConv(ioi.glo_conv[0], ioi.glo_conv[1], True, dtype)
-        self.glo3 = FoldedConv(ioi.glo_conv[3], ioi.glo_conv[4], True, dtype)
-        self.glo6 = FoldedConv(ioi.glo_conv[6], None, False, dtype)
+        self.short = FoldedConv(ioi.short_conv, None, False, dtype, prepack)
+        self.glo0 = FoldedConv(ioi.glo_conv[0], ioi.glo_conv[1], True, dtype, prepack)
+        self.glo3 = FoldedConv(ioi.glo_conv[3], ioi.glo_conv[4], True, dtype, prepack)
+        self.glo6 = FoldedConv(ioi.glo_conv[6], None, False, dtype, prepack)
         self.pos_embed = _frozen(ioi.pos_embed, torch.float32)
         scale, shift = bn_affine(bn)
         self.scale, self.shift = _frozen(scale, torch.float32), _frozen(shift, torch.float32)
@@ -112,28 +152,27 @@ class OptimizedCTL(nn.Module):
 
 
 class OptimizedBlock(nn.Module):
-    def __init__(self, block, dtype, fused: bool):
+    def __init__(self, block, dtype, fused: bool, prepack: bool = False):
         super().__init__()
-        self.downsample = FoldedConv(block.downsample[0], block.downsample[1], False, dtype) \
+        self.downsample = FoldedConv(block.downsample[0], block.downsample[1], False, dtype, prepack) \
             if block.stride != 1 else None
-        self.shortcut = FoldedConv(block.shortcut_conv[0], block.shortcut_conv[1], False, dtype) \
+        self.shortcut = FoldedConv(block.shortcut_conv[0], block.shortcut_conv[1], False, dtype, prepack) \
             if block.shortcut_conv is not None else None
         self.bottleneck = isinstance(block, Bottleneck)
         if self.bottleneck:
-            self.conv1 = FoldedConv(block.conv1, block.bn1, True, dtype)
-            self.ctl = OptimizedCTL(block.conv2, block.bn2, dtype, fused)
-            self.conv3 = FoldedConv(block.conv3, block.bn3, False, dtype)
+            self.conv1 = FoldedConv(block.conv1, block.bn1, True, dtype, prepack)
+            self.ctl = OptimizedCTL(block.conv2, block.bn2, dtype, fused, prepack)
+            self.conv3 = FoldedConv(block.conv3, block.bn3, False, dtype, prepack)
         else:
-            self.ctl1 = OptimizedCTL(block.conv1, block.bn1, dtype, fused)
-            self.ctl2 = OptimizedCTL(block.conv2, block.bn2, dtype, fused)
+            self.ctl1 = OptimizedCTL(block.conv1, block.bn1, dtype, fused, prepack)
+            self.ctl2 = OptimizedCTL(block.conv2, block.bn2, dtype, fused, prepack)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.downsample is not None:
             x = self.downsample(x)
         residual = x if self.shortcut is None else self.shortcut(x)
         if self.bottleneck:
-            out = self.conv3(self.ctl(self.conv1(x), relu=True))
-            return F.relu(out + residual)
+            return self.conv3.forward_add_relu(self.ctl(self.conv1(x), relu=True), residual)
         return self.ctl2(self.ctl1(x, relu=True), residual=residual, relu=True)
 
 
@@ -141,13 +180,13 @@ class OptimizedSqueezeTime(nn.Module):
     """Inference-only SqueezeTime: same forward signature (normalised (N, 3, T, H, W) -> logits/features)."""
 
     def __init__(self, model: SqueezeTime, dtype=torch.float32, fused: bool = True,
-                 memory_format=torch.channels_last):
+                 memory_format=torch.channels_last, prepack: bool = True):
         super().__init__()
         net = model.backbone.net
         self.dtype, self.fused, self.memory_format = dtype, fused, memory_format
-        self.stem = FoldedConv(net.conv1, net.bn1, True, dtype)
+        self.stem = FoldedConv(net.conv1, net.bn1, True, dtype, prepack)
         self.maxpool = net.maxpool
-        self.blocks = nn.Sequential(*[OptimizedBlock(b, dtype, fused)
+        self.blocks = nn.Sequential(*[OptimizedBlock(b, dtype, fused, prepack)
                                       for stage in (net.layer1, net.layer2, net.layer3, net.layer4) for b in stage])
         self.time_steps_out = net.time_steps_out
         self.fc = None
@@ -205,8 +244,9 @@ def optimize(model: SqueezeTime, *, dtype=torch.float32, fused: bool = True, com
         ops.extension_available()  # says once if the extension is missing
     device = next(model.parameters()).device
     with torch.no_grad():
-        opt = OptimizedSqueezeTime(model.eval(), dtype=dtype, fused=fused, memory_format=memory_format)
-    opt = opt.to(device).eval()
+        opt = OptimizedSqueezeTime(model.eval(), dtype=dtype, fused=fused, memory_format=memory_format,
+                                   prepack=device.type == "cpu" and not compile)
+    opt = opt.eval()
     if compile:
         import torch._inductor.config as inductor_config
 
