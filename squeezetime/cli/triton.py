@@ -1,0 +1,191 @@
+"""``squeezetime triton-repo | serve | client``: write a Triton model repository, run tritonserver, query it."""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import tempfile
+
+
+def register(sub) -> None:
+    from ..serving.triton.backend import DEFAULT_MAX_VIDEO_BYTES, DTYPES
+
+    p = sub.add_parser("triton-repo", help="write a Triton model repository (squeezetime, squeezetime_video)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", metavar="PATH", help="official or squeezetime checkpoint (.pth)")
+    src.add_argument("--demo", action="store_true", help="the embedded demo model")
+    p.add_argument("--arch", default=None, help="named configuration (default: inferred from the checkpoint)")
+    p.add_argument("--out", required=True, help="repository directory to write")
+    p.add_argument("--max-batch-size", type=int, default=8, help="max_batch_size of both models (default 8)")
+    p.add_argument("--instances", type=int, default=1, help="instances of the clip model (default 1)")
+    p.add_argument("--video-instances", type=int, default=2, help="instances of squeezetime_video (default 2)")
+    p.add_argument("--kind", choices=["cpu", "gpu"], default="cpu", help="instance_group kind of the clip model")
+    p.add_argument("--dtype", choices=DTYPES, default="float32", help="compute dtype of the clip model")
+    p.add_argument("--threads", type=int, default=0, help="torch threads of the clip model (0: all cores)")
+    p.add_argument("--max-queue-delay-us", type=int, default=2000, help="dynamic batching max_queue_delay")
+    p.add_argument("--max-video-bytes", type=int, default=DEFAULT_MAX_VIDEO_BYTES,
+                   help=f"largest accepted video upload (default {DEFAULT_MAX_VIDEO_BYTES})")
+    p.add_argument("--no-optimize", action="store_true", help="serve the plain model even if squeezetime.optimize "
+                   "exists")
+    p.set_defaults(func=run_repo)
+
+    p = sub.add_parser("serve", help="start tritonserver on a model repository; Ctrl-C stops it")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--repo", metavar="DIR", help="model repository (squeezetime triton-repo)")
+    src.add_argument("--demo", action="store_true", help="serve the demo model (repository in a temp dir)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--grpc-port", type=int, default=8001)
+    p.add_argument("--http-port", type=int, default=8000)
+    p.add_argument("--metrics-port", type=int, default=8002)
+    p.add_argument("--tritonserver", default=None, metavar="PATH",
+                   help="tritonserver binary (default: $SQUEEZETIME_TRITONSERVER, nvidia-pytriton, PATH)")
+    p.add_argument("--python", default=None, metavar="PATH",
+                   help="Python whose environment runs the models (default: the one holding nvidia-pytriton)")
+    p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the server to be ready")
+    p.add_argument("--log", default=None, metavar="FILE", help="server log file (default: in a temp dir)")
+    p.set_defaults(func=run_serve)
+
+    p = sub.add_parser("client", help="classify videos through a running Triton server (gRPC)")
+    p.add_argument("videos", nargs="+", metavar="VIDEO")
+    p.add_argument("--url", default="127.0.0.1:8001", help="gRPC endpoint (default 127.0.0.1:8001)")
+    p.add_argument("--views", choices=["1x1", "10x3"], default="1x1")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    p.add_argument("--json", action="store_true", help="one JSON object per video on stdout")
+    p.set_defaults(func=run_client)
+
+
+def run_repo(args: argparse.Namespace) -> int:
+    import squeezetime
+    from ..serving.triton import RepoOptions, write_repository
+
+    options = RepoOptions(max_batch_size=args.max_batch_size, instances=args.instances,
+                          video_instances=args.video_instances, kind=args.kind, dtype=args.dtype,
+                          num_threads=args.threads, max_queue_delay_us=args.max_queue_delay_us,
+                          max_video_bytes=args.max_video_bytes, optimize="off" if args.no_optimize else "auto")
+    try:
+        model = squeezetime.demo_model() if args.demo else None
+        out = write_repository(args.out, model, checkpoint=args.checkpoint, arch=args.arch, options=options)
+    except squeezetime.SqueezeTimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote Triton model repository {out} (models: squeezetime, squeezetime_video)")
+    print(f"serve it: squeezetime serve --repo {out}   (or: tritonserver --model-repository {out})")
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import squeezetime
+    from ..serving.triton import TritonServer, TritonServerError, write_repository
+
+    tmp = None
+    try:
+        repo = args.repo
+        if args.demo:
+            tmp = tempfile.TemporaryDirectory(prefix="squeezetime-demo-repo-")
+            repo = write_repository(tmp.name, squeezetime.demo_model())
+        server = TritonServer(repo, host=args.host, grpc_port=args.grpc_port, http_port=args.http_port,
+                              metrics_port=args.metrics_port, binary=args.tritonserver, python=args.python,
+                              start_timeout=args.timeout, log_path=args.log)
+        stop = {"signal": None}
+
+        def forward(signum, frame):
+            stop["signal"] = signum
+            raise KeyboardInterrupt
+
+        previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            print(f"starting tritonserver ({server.install.describe()}) on {repo} ...", file=sys.stderr, flush=True)
+            server.start()
+            print(f"ready: gRPC {server.grpc_url}  HTTP http://{server.http_url}  metrics {server.metrics_url}",
+                  flush=True)
+            print(f"models: squeezetime (CLIP), squeezetime_video (VIDEO); log: {server.log_path}; Ctrl-C stops",
+                  flush=True)
+            code = server.wait()
+            print(f"tritonserver exited on its own with status {code}\n{server.log_tail()}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            name = signal.Signals(stop["signal"]).name if stop["signal"] else "SIGINT"
+            print(f"{name}: stopping tritonserver ...", file=sys.stderr, flush=True)
+            return 0
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            server.cleanup()
+            print("tritonserver stopped", file=sys.stderr, flush=True)
+    except (TritonServerError, squeezetime.SqueezeTimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def run_client(args: argparse.Namespace) -> int:
+    import squeezetime
+    from ..triton import TritonClient, TritonUnavailable
+
+    try:
+        client = TritonClient(args.url, timeout=args.timeout)
+        client.check()
+    except (TritonUnavailable, squeezetime.SqueezeTimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    failures = 0
+    with client:
+        for path in args.videos:
+            try:
+                top = client.classify(path, views=args.views, topk=args.topk)
+            except TritonUnavailable as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
+            except squeezetime.SqueezeTimeError as e:
+                failures += 1
+                print(f"error: {path}: {e}", file=sys.stderr)
+                continue
+            if args.json:
+                print(json.dumps({"video": path, "labels": [{"label": l, "probability": p} for l, p in top]}))
+            else:
+                print(f"{path}: " + ", ".join(f"{label} ({prob:.3f})" for label, prob in top))
+    return 1 if failures else 0
+
+
+__all__ = ["register"]
+
+
+def serving_available() -> bool:
+    """True when the serving extra is there: tritonclient importable and a tritonserver found."""
+    import importlib.util
+
+    from ..serving.triton import TritonServerError, find_tritonserver
+    if importlib.util.find_spec("tritonclient") is None:
+        return False
+    try:
+        find_tritonserver()
+        return True
+    except TritonServerError:
+        return False
+
+
+def demo_via_triton(videos: list[tuple[str, str]], concurrency: int = 8) -> list[tuple[str, str, str, float]]:
+    """Build the demo repository, start tritonserver, classify ``videos`` over gRPC (squeezetime_video,
+    ``concurrency`` requests in flight), stop the server. Returns [(path, truth, label, probability)]."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import squeezetime
+    from ..serving.triton import TritonServer, write_repository
+    from ..triton import TritonClient
+
+    with tempfile.TemporaryDirectory(prefix="squeezetime-demo-repo-") as tmp:
+        repo = write_repository(tmp, squeezetime.demo_model())
+        print("demo: starting tritonserver ...", file=sys.stderr, flush=True)
+        with TritonServer(repo) as server:
+            print(f"demo: Triton ready at gRPC {server.grpc_url}; classifying {len(videos)} videos through "
+                  "squeezetime_video", file=sys.stderr, flush=True)
+            with TritonClient(server.grpc_url, timeout=300) as client, ThreadPoolExecutor(concurrency) as pool:
+                tops = list(pool.map(lambda item: client.classify(item[0], topk=1)[0], videos))
+            batches = client.batch_sizes()
+            print(f"demo: clip-model executions by batch size: {dict(sorted(batches.items()))}", file=sys.stderr)
+        print("demo: tritonserver stopped", file=sys.stderr, flush=True)
+    return [(path, truth, label, prob) for (path, truth), (label, prob) in zip(videos, tops)]

@@ -1,0 +1,125 @@
+"""Write a self-contained Triton model repository: configs, model code, weights and class names.
+
+    squeezetime triton-repo --demo --out repo/
+    tritonserver --model-repository repo/
+
+Layout (Triton's conventions)::
+
+    repo/squeezetime/config.pbtxt          python backend, CLIP -> LOGITS, PROBS, dynamic batching
+    repo/squeezetime/labels.txt            class names (label_filename of PROBS: Triton's classification extension)
+    repo/squeezetime/1/model.py            -> squeezetime.serving.triton.backend.ClipModel
+    repo/squeezetime/1/model.pth           the weights (save_checkpoint format, loaded safely)
+    repo/squeezetime_video/config.pbtxt    python backend, VIDEO [+ VIEWS, TOPK] -> LABELS, SCORES (BLS)
+    repo/squeezetime_video/labels.txt
+    repo/squeezetime_video/1/model.py      -> squeezetime.serving.triton.backend.VideoModel
+
+The templates ship inside the package (``squeezetime/serving/triton/templates``); the project's
+``triton_repo/`` links to them. A Torch-TensorRT ``tensorrt_plan`` model joins as another entry of ``MODELS``.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import string
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from ...errors import InputError
+from .backend import DEFAULT_MAX_VIDEO_BYTES, DTYPES
+
+CLIP_MODEL = "squeezetime"
+VIDEO_MODEL = "squeezetime_video"
+MODELS = (CLIP_MODEL, VIDEO_MODEL)
+KINDS = {"cpu": "KIND_CPU", "gpu": "KIND_GPU"}
+
+
+@dataclass
+class RepoOptions:
+    max_batch_size: int = 8
+    instances: int = 1
+    video_instances: int = 2
+    kind: str = "cpu"
+    dtype: str = "float32"
+    num_threads: int = 0              # 0: all cores (torch.set_num_threads in the clip model)
+    max_queue_delay_us: int = 2000
+    max_video_bytes: int = DEFAULT_MAX_VIDEO_BYTES
+    optimize: str = "auto"            # "auto": squeezetime.optimize when the package has it; "off": plain model
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if not 1 <= self.max_batch_size <= 1024:
+            raise InputError(f"max_batch_size must be in 1..1024, got {self.max_batch_size}")
+        if self.instances < 1 or self.video_instances < 1:
+            raise InputError("instance counts must be >= 1")
+        if self.kind not in KINDS:
+            raise InputError(f"kind must be one of {sorted(KINDS)}, got {self.kind!r}")
+        if self.dtype not in DTYPES:
+            raise InputError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.max_video_bytes < 1:
+            raise InputError("max_video_bytes must be >= 1")
+        if self.optimize not in ("auto", "off"):
+            raise InputError(f"optimize must be 'auto' or 'off', got {self.optimize!r}")
+
+
+def template_dir() -> Path:
+    return Path(str(resources.files("squeezetime.serving.triton").joinpath("templates")))
+
+
+def render_config(model: str, values: dict) -> str:
+    text = (template_dir() / model / "config.pbtxt").read_text(encoding="utf-8")
+    return string.Template(text).substitute({k: str(v) for k, v in values.items()})
+
+
+def write_repository(out: str | os.PathLike, model=None, *, checkpoint: str | os.PathLike | None = None,
+                     arch: str | None = None, options: RepoOptions | None = None, overwrite: bool = True) -> Path:
+    """Write the repository for ``model`` (a SqueezeTime) or ``checkpoint`` (loaded safely, then re-saved).
+
+    Returns the repository path. Existing model directories of ours under ``out`` are replaced.
+    """
+    import squeezetime
+    from squeezetime.predict import label_names
+
+    options = options or RepoOptions()
+    options.validate()
+    if model is None:
+        if checkpoint is None:
+            raise InputError("give a model or a checkpoint")
+        model = squeezetime.load_checkpoint(checkpoint, arch=arch)
+    if model.cls_head is None:
+        raise InputError("this model has no classification head; Triton serving needs class scores")
+    names = label_names(model)
+    if any("\n" in n or not n.strip() for n in names):
+        raise InputError("class names must be non-empty single lines")
+    crop = 224
+    values = dict(max_batch_size=options.max_batch_size, num_frames=model.num_frames, crop_size=crop,
+                  num_classes=len(names), instances=options.instances, video_instances=options.video_instances,
+                  kind=KINDS[options.kind], dtype=options.dtype, num_threads=options.num_threads,
+                  max_queue_delay_us=options.max_queue_delay_us, max_video_bytes=options.max_video_bytes,
+                  optimize=options.optimize, **options.extra)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in MODELS:
+        target = out / name
+        if target.exists():
+            if not overwrite:
+                raise InputError(f"{target} exists")
+            shutil.rmtree(target)
+        (target / "1").mkdir(parents=True)
+        (target / "config.pbtxt").write_text(render_config(name, values), encoding="utf-8")
+        shutil.copyfile(template_dir() / name / "1" / "model.py", target / "1" / "model.py")
+        (target / "labels.txt").write_text("".join(n + "\n" for n in names), encoding="utf-8")
+    squeezetime.save_checkpoint(model, out / CLIP_MODEL / "1" / "model.pth")
+    return out
+
+
+def parse_config(path: str | os.PathLike):
+    """config.pbtxt -> tritonclient's ModelConfig protobuf (unknown fields and bad values raise ParseError)."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    return text_format.Parse(Path(path).read_text(encoding="utf-8"), model_config_pb2.ModelConfig())
+
+
+__all__ = ["CLIP_MODEL", "KINDS", "MODELS", "RepoOptions", "VIDEO_MODEL", "parse_config", "render_config",
+           "template_dir", "write_repository"]

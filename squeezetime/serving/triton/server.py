@@ -1,0 +1,440 @@
+"""Start and stop a real ``tritonserver``: the binary of the ``nvidia-pytriton`` wheel on CPU hosts, or one on PATH.
+
+Every wait is bounded. The server runs in its own process group; stopping sends SIGINT, waits for a clean
+exit, then SIGKILLs the group, and removes the python backend's ``/dev/shm`` regions that it left (each
+server gets its own region prefix, so only its own regions are touched).
+"""
+from __future__ import annotations
+
+import atexit
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...errors import SqueezeTimeError
+
+ENV_BINARY = "SQUEEZETIME_TRITONSERVER"
+SHM_PREFIX = "triton_python_backend_shm_region_"
+DEFAULT_START_TIMEOUT = 180.0
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+
+class TritonServerError(SqueezeTimeError, RuntimeError):
+    """tritonserver cannot be found, cannot start, or a model of the repository cannot load."""
+
+
+@dataclass(frozen=True)
+class TritonInstall:
+    """Where a tritonserver lives. ``pytriton_root`` is set for the nvidia-pytriton wheel's layout."""
+
+    binary: Path
+    pytriton_root: Path | None = None  # .../site-packages/pytriton/tritonserver
+    libs: Path | None = None           # .../site-packages/nvidia_pytriton.libs
+
+    def describe(self) -> str:
+        return f"{self.binary}" + (" (nvidia-pytriton wheel)" if self.pytriton_root else "")
+
+
+def _pytriton_install(root: Path) -> TritonInstall | None:
+    binary = root / "bin" / "tritonserver"
+    if not binary.is_file():
+        return None
+    libs = root.parent.parent / "nvidia_pytriton.libs"
+    return TritonInstall(binary, root, libs if libs.is_dir() else None)
+
+
+def _from_binary(path: Path) -> TritonInstall:
+    path = path.resolve()
+    if path.parent.name == "bin" and path.parent.parent.name == "tritonserver" \
+            and path.parent.parent.parent.name == "pytriton":
+        return _pytriton_install(path.parent.parent) or TritonInstall(path)
+    return TritonInstall(path)
+
+
+def candidate_installs() -> list[tuple[str, Path]]:
+    """Places searched for tritonserver, in order: (how it was found, path)."""
+    found: list[tuple[str, Path]] = []
+    if os.environ.get(ENV_BINARY):
+        found.append((f"${ENV_BINARY}", Path(os.environ[ENV_BINARY])))
+    import importlib.util
+    spec = importlib.util.find_spec("pytriton") if _safe_find("pytriton") else None
+    if spec and spec.submodule_search_locations:
+        for loc in spec.submodule_search_locations:
+            found.append(("nvidia-pytriton in this environment", Path(loc) / "tritonserver" / "bin" / "tritonserver"))
+    for base in (PROJECT_ROOT, Path.cwd()):
+        for binary in sorted(glob.glob(str(base / ".venv-triton" / "lib" / "python3*" / "site-packages" / "pytriton"
+                                           / "tritonserver" / "bin" / "tritonserver"))):
+            found.append((".venv-triton (make triton-setup)", Path(binary)))
+    on_path = shutil.which("tritonserver")
+    if on_path:
+        found.append(("PATH", Path(on_path)))
+    found.append(("NGC container default", Path("/opt/tritonserver/bin/tritonserver")))
+    return found
+
+
+def _safe_find(name: str) -> bool:
+    import importlib.util
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def find_tritonserver(binary: str | os.PathLike | None = None) -> TritonInstall:
+    """Locate tritonserver: ``binary``, ``$SQUEEZETIME_TRITONSERVER``, the nvidia-pytriton wheel (this
+    environment, then the project's ``.venv-triton``), ``tritonserver`` on PATH, ``/opt/tritonserver``."""
+    if binary is not None:
+        path = Path(binary)
+        if not path.is_file():
+            raise TritonServerError(f"tritonserver binary {path} does not exist")
+        return _from_binary(path)
+    tried = []
+    for how, path in candidate_installs():
+        tried.append(f"{how}: {path}")
+        if path.is_file() and os.access(path, os.X_OK):
+            return _from_binary(path)
+    raise TritonServerError("no tritonserver found. On a CPU host install the serving extra "
+                            "(pip install 'squeezetime[serve]', or `make triton-setup` which fills .venv-triton); on "
+                            f"a GPU host use the NGC container or put tritonserver on PATH; or set ${ENV_BINARY}. "
+                            "Tried: " + "; ".join(tried))
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+def remove_shm_regions(prefix: str) -> list[str]:
+    """Remove ``/dev/shm/<prefix>*`` (the python backend's regions of one server); return what was removed."""
+    removed = []
+    for path in glob.glob(os.path.join("/dev/shm", glob.escape(prefix) + "*")):
+        try:
+            os.unlink(path)
+            removed.append(path)
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+_LIVE: "weakref.WeakSet[TritonServer]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for server in list(_LIVE):
+        server.stop()
+
+
+class TritonServer:
+    """A running ``tritonserver --model-repository REPO`` bound to loopback (or ``host``) on free ports.
+
+        with TritonServer("repo") as server:
+            print(server.grpc_url)
+
+    ``start()`` returns when the server and all its models are ready, or raises ``TritonServerError`` with
+    the server's log tail (within ``start_timeout`` seconds). ``stop()`` always leaves no process and no
+    shared-memory region behind.
+    """
+
+    def __init__(self, repository: str | os.PathLike, *, host: str = "127.0.0.1", grpc_port: int | None = None,
+                 http_port: int | None = None, metrics_port: int | None = None, binary: str | None = None,
+                 python: str | None = None, start_timeout: float = DEFAULT_START_TIMEOUT,
+                 log_path: str | os.PathLike | None = None, log_verbose: int = 0,
+                 extra_args: list[str] | None = None, model_control_explicit: bool = False):
+        self.repository = Path(repository).resolve()
+        if not (self.repository.is_dir() and any(self.repository.glob("*/config.pbtxt"))):
+            raise TritonServerError(f"{self.repository} is not a model repository (no */config.pbtxt); write one "
+                                    "with `squeezetime triton-repo`")
+        self.host = host
+        self.grpc_port = grpc_port or free_port(host)
+        self.http_port = http_port or free_port(host)
+        self.metrics_port = metrics_port or free_port(host)
+        self.install = find_tritonserver(binary)
+        self.python = Path(python) if python else model_python(self.install)
+        self.start_timeout = start_timeout
+        self.extra_args = list(extra_args or [])
+        self.model_control_explicit = model_control_explicit
+        self.log_verbose = log_verbose
+        self.shm_prefix = f"{SHM_PREFIX}st{os.getpid()}_{uuid.uuid4().hex[:8]}_"
+        self._workdir = Path(tempfile.mkdtemp(prefix="squeezetime-triton-"))
+        self.log_path = Path(log_path) if log_path else self._workdir / "tritonserver.log"
+        self.process: subprocess.Popen | None = None
+        self.pgid: int | None = None
+        self._log_file = None
+
+    # -- endpoints ------------------------------------------------------------------------------------------
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"{self.host}:{self.http_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.host}:{self.metrics_port}/metrics"
+
+    # -- command line ---------------------------------------------------------------------------------------
+    def _backend_dir(self) -> Path | None:
+        """For the pytriton layout: backends/python/ with symlinks (a copied stub loses its library path)."""
+        root = self.install.pytriton_root
+        if root is None:
+            return None
+        version = f"{sys.version_info.major}.{sys.version_info.minor}" if self.python == Path(sys.executable) \
+            else _python_version(self.python)
+        stub = root / "python_backend_stubs" / version / "triton_python_backend_stub"
+        if not stub.is_file():
+            raise TritonServerError(f"the nvidia-pytriton wheel has no python backend stub for Python {version} "
+                                    f"({stub})")
+        backends = self._workdir / "backends"
+        python_dir = backends / "python"
+        python_dir.mkdir(parents=True, exist_ok=True)
+        for src in (root / "backends" / "python" / "libtriton_python.so",
+                    root / "backends" / "python" / "triton_python_backend_utils.py", stub):
+            link = python_dir / src.name
+            if not link.exists():
+                link.symlink_to(src)
+        return backends
+
+    def command(self) -> list[str]:
+        cmd = [str(self.install.binary), f"--model-repository={self.repository}",
+               f"--http-address={self.host}", f"--http-port={self.http_port}",
+               f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
+               f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
+               "--allow-gpu-metrics=false", "--exit-timeout-secs=5",
+               "--disable-auto-complete-config",  # configs are complete; skips a stub (torch import) per model f"--log-verbose={self.log_verbose}",
+               f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
+               # clips are 2.4 MB each: start each stub's region big enough for a full batch (sparse in tmpfs)
+               "--backend-config=python,shm-default-byte-size=33554432",
+               "--backend-config=python,shm-growth-byte-size=33554432"]
+        backends = self._backend_dir()
+        if backends is not None:  # CPU build of the wheel: no CUDA pools
+            cmd += [f"--backend-directory={backends}", "--pinned-memory-pool-byte-size=0",
+                    "--cuda-memory-pool-byte-size=0:0"]
+        if self.model_control_explicit:
+            cmd += ["--model-control-mode=explicit", "--load-model=*"]
+        return cmd + self.extra_args
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        # The stub embeds libpython: this interpreter's, first (else a system libpython 3.11.x may load against
+        # another 3.11.y stdlib); then the wheel's bundled libraries. The venv's bin dir first on PATH is how the
+        # stub's embedded Python finds this environment's packages (torch, squeezetime).
+        libdirs = [_python_libdir(self.python)]
+        if self.install.libs is not None:
+            libdirs.append(str(self.install.libs))
+        if env.get("LD_LIBRARY_PATH"):
+            libdirs.append(env["LD_LIBRARY_PATH"])
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(d for d in libdirs if d)
+        env["PATH"] = os.pathsep.join([str(self.python.parent), env.get("PATH", "/usr/bin:/bin")])
+        source = source_root()
+        if source is not None:  # a source checkout (editable install): the server's Python sees the same code
+            # (the stub's embedded Python ignores PYTHONPATH; the repository's model.py reads this variable)
+            env["SQUEEZETIME_PYTHONPATH"] = str(source)
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(source), env.get("PYTHONPATH")) if p)
+        env.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+        return env
+
+    # -- life cycle -----------------------------------------------------------------------------------------
+    def start(self) -> "TritonServer":
+        if self.process is not None:
+            return self
+        for name, port in (("gRPC", self.grpc_port), ("HTTP", self.http_port), ("metrics", self.metrics_port)):
+            if not _port_free(self.host, port):
+                raise TritonServerError(f"{name} port {self.host}:{port} is already in use")
+        self.check_python()
+        self._log_file = open(self.log_path, "wb")
+        self.process = subprocess.Popen(self.command(), env=self.environment(), stdin=subprocess.DEVNULL,
+                                        stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True,
+                                        cwd=self._workdir)
+        self.pgid = self.process.pid
+        _LIVE.add(self)
+        try:
+            self.wait_ready(self.start_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def check_python(self) -> None:
+        """The models run in ``self.python``'s environment: it must import torch, av and squeezetime."""
+        code = ("import importlib.util as u, sys; "
+                "print(' '.join(m for m in ('numpy', 'torch', 'av', 'squeezetime') if u.find_spec(m) is None))")
+        try:
+            out = subprocess.run([str(self.python), "-c", code], capture_output=True, text=True, timeout=60,
+                                 env=self.environment())
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise TritonServerError(f"cannot run the models' Python {self.python}: {e}") from e
+        missing = out.stdout.split()
+        if out.returncode != 0 or missing:
+            raise TritonServerError(f"the models' Python {self.python} lacks {', '.join(missing) or out.stderr[-300:]}"
+                                    "; install squeezetime (with torch and av) into the environment that holds "
+                                    "nvidia-pytriton, or pass python=/--python")
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        url = f"http://{self.http_url}/v2/health/ready"
+        while True:
+            code = self.process.poll()
+            if code is not None:
+                raise TritonServerError(f"tritonserver exited with status {code} while starting "
+                                        f"(a model that cannot load stops it).\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise TritonServerError(f"tritonserver was not ready within {timeout:.0f} s; killed it.\n"
+                                        f"{self.log_tail()}")
+            time.sleep(0.25)
+
+    def is_running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def wait(self) -> int:
+        """Block until the server exits on its own; return its status."""
+        return self.process.wait()
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGINT, wait up to ``timeout`` s, then SIGKILL the process group; remove its shm regions."""
+        proc, self.process = self.process, None
+        code = None
+        if proc is not None:
+            if proc.poll() is None:
+                try:
+                    proc.send_signal(signal.SIGINT)
+                    code = proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    pass
+                except ProcessLookupError:
+                    pass
+            _kill_group(proc.pid)
+            try:
+                code = proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                code = None
+            deadline = time.monotonic() + 10  # the stubs die with the group: wait until they are gone
+            while group_pids(proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        remove_shm_regions(self.shm_prefix)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        _LIVE.discard(self)
+        return code
+
+    def cleanup(self) -> None:
+        """stop() and remove the work directory (backend symlinks; the log unless it was put elsewhere)."""
+        self.stop()
+        shutil.rmtree(self._workdir, ignore_errors=True)
+
+    def log_tail(self, lines: int = 25) -> str:
+        """The server's errors (harmless no-GPU lines left out), else its last lines; and where the log is."""
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no server log)"
+        noise = ("pinned memory", "CudaDriverHelper", "NVML", "DCGM", "cuda", "CUDA", "GPU metrics")
+        useful = [line for line in text if not any(n in line for n in noise) and not line.startswith(("+", "|"))]
+        errors = [line.replace("\\n", "\n    ") for line in useful
+                  if line[:1] == "E" or "rror" in line or "failed" in line]
+        shown = errors[-lines:] if errors else useful[-lines:]
+        return f"server log {self.log_path}:\n" + "\n".join("  " + line for line in shown)
+
+    def __enter__(self) -> "TritonServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.cleanup()
+
+    def __del__(self):
+        if getattr(self, "process", None) is not None:
+            self.stop()
+
+
+def model_python(install: TritonInstall) -> Path:
+    """The interpreter whose environment runs the models: the one that holds the nvidia-pytriton wheel.
+
+    The wheel's python backend stub is built against numpy 1.x (the wheel pins numpy<2): a numpy 2
+    environment passes inputs but returns empty output tensors. So the models run where the wheel is.
+    Outside the wheel's layout (PATH, NGC container) it is this interpreter.
+    """
+    root = install.pytriton_root
+    if root is not None:
+        site = root.parent.parent  # .../lib/python3.X/site-packages
+        for candidate in (site.parent.parent.parent / "bin" / "python", site.parent.parent.parent / "bin" / "python3"):
+            if candidate.is_file():
+                return candidate
+    return Path(sys.executable)
+
+
+def source_root() -> Path | None:
+    """The checkout holding this package when it runs from source (editable install), else None."""
+    root = Path(__file__).resolve().parents[3]
+    return root if (root / "setup.py").is_file() and (root / "squeezetime" / "__init__.py").is_file() else None
+
+
+def group_pids(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of process group ``pgid``."""
+    pids = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(stat) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            pids.append(int(stat.split("/")[2]))
+    return pids
+
+
+def _kill_group(pgid: int) -> None:
+    """SIGKILL what is left of the server's process group (its python backend stubs included)."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _python_libdir(python: Path) -> str:
+    if python == Path(sys.executable):
+        return sysconfig.get_config_var("LIBDIR") or ""
+    out = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))"],
+                         capture_output=True, text=True, timeout=60)
+    return out.stdout.strip()
+
+
+def _python_version(python: Path) -> str:
+    out = subprocess.run([str(python), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                         capture_output=True, text=True, timeout=60)
+    return out.stdout.strip()
+
+
+__all__ = ["ENV_BINARY", "TritonInstall", "TritonServer", "TritonServerError", "find_tritonserver", "free_port",
+           "remove_shm_regions"]

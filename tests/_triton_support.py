@@ -1,0 +1,49 @@
+"""Helpers of the Triton tests: the model they serve, a real tritonserver, process/shm checks."""
+from __future__ import annotations
+
+import glob
+import os
+
+import pytest
+
+from squeezetime.serving.triton.server import SHM_PREFIX
+
+MAX_VIDEO_BYTES = 1_000_000  # small limit so that the "oversized upload" case stays cheap
+
+
+def model_for_tests():
+    """The demo model when its checkpoint is there (it is shipped), else a random one of the same shape."""
+    import squeezetime
+    from squeezetime.synthetic import CLASSES
+    from squeezetime.synthetic.demo import demo_checkpoint_path
+
+    if os.path.exists(demo_checkpoint_path()):
+        return squeezetime.demo_model()
+    import torch
+    torch.manual_seed(0)
+    return squeezetime.create_model("k400", depth=50, widen_factor=0.125, num_classes=len(CLASSES),
+                                    class_names=list(CLASSES)).eval()
+
+
+def tritonserver_available() -> bool:
+    from squeezetime.serving.triton import TritonServerError, find_tritonserver
+    try:
+        find_tritonserver()
+        return True
+    except TritonServerError:
+        return False
+
+
+def require_tritonserver():
+    if not tritonserver_available():
+        pytest.fail("no tritonserver: run `make triton-setup` (fills .venv-triton with nvidia-pytriton)")
+
+
+def server_processes(server) -> list[int]:
+    """Live PIDs still in the server's process group (its python backend stubs included)."""
+    from squeezetime.serving.triton.server import group_pids
+    return group_pids(server.pgid) if server.pgid else []
+
+
+def shm_regions(prefix: str = SHM_PREFIX) -> list[str]:
+    return glob.glob(f"/dev/shm/{prefix}*")
