@@ -115,23 +115,12 @@ def fold_for_inference(model: SqueezeTime, image_size: int = IMAGE_SIZE) -> Sque
 
 
 def inference_model(model: SqueezeTime, image_size: int = IMAGE_SIZE) -> nn.Module:
-    """The network to export: BN folded, positional embeddings fixed, no custom operators.
+    """The network to export: BN folded, positional embeddings fixed, plain ATen operators only.
 
-    Uses ``squeezetime.optimize(model, fused=False)`` (the kernels issue) when the package has it and it
-    returns a SqueezeTime, then fixes the positional embeddings; otherwise this module's own folding.
+    Not ``squeezetime.optimize``: its graph is tuned for eager CPU (a batch-1 branch, which a dynamic batch
+    dimension cannot carry, and per-sample 1x1 weights as batched matmuls, which TensorRT would not fuse
+    like a convolution). The folding here keeps convolutions as convolutions.
     """
-    import squeezetime
-
-    optimize = getattr(squeezetime, "optimize", None)
-    if optimize is not None:
-        try:
-            optimized = optimize(model, dtype=torch.float32, fused=False)
-        except TypeError:
-            optimized = None
-        if isinstance(optimized, SqueezeTime):
-            optimized = copy.deepcopy(optimized).eval()
-            _fix_pos_embeds(optimized.backbone.net, image_size, optimized.num_frames)
-            return optimized
     return fold_for_inference(model, image_size)
 
 
@@ -142,8 +131,11 @@ class ServingGraph(nn.Module):
     the logits are cast back to float32 before the softmax.
     """
 
-    def __init__(self, model: nn.Module, mean=MEAN, std=STD, dtype: torch.dtype = torch.float32):
+    def __init__(self, model: nn.Module, mean=MEAN, std=STD, dtype: torch.dtype = torch.float32,
+                 fused_input: bool = False):
         super().__init__()
+        self.fused_input = fused_input  # normalise + fold with torch.ops.squeezetime.squeeze_time (kernels issue)
+        self.mean_list, self.std_list = [float(m) for m in mean], [float(s) for s in std]
         if getattr(model, "cls_head", True) is None:
             raise ValueError("export needs a classification model (the AVA backbone has no head)")
         self.model = model.to(dtype).eval()
@@ -152,20 +144,28 @@ class ServingGraph(nn.Module):
         self.register_buffer("inv_std", 1.0 / torch.tensor(std, dtype=torch.float32), persistent=False)
 
     def forward(self, CLIP: Tensor) -> tuple[Tensor, Tensor]:  # noqa: N803 - the Triton input name
-        x = (CLIP.to(torch.float32) - self.mean) * self.inv_std       # (N, T, H, W, 3)
-        x = x.permute(0, 4, 1, 2, 3).to(self.dtype)                   # (N, 3, T, H, W): channel c*T + t
+        if self.fused_input:
+            n, t, h, w, c = CLIP.shape
+            x = torch.ops.squeezetime.squeeze_time(CLIP, self.mean_list, self.std_list)  # (N, 3T, H, W)
+            x = x.reshape(n, c, t, h, w).to(self.dtype)
+        else:
+            x = (CLIP.to(torch.float32) - self.mean) * self.inv_std   # (N, T, H, W, 3)
+            x = x.permute(0, 4, 1, 2, 3).to(self.dtype)               # (N, 3, T, H, W): channel c*T + t
         logits = self.model(x).to(torch.float32)
         return logits, F.softmax(logits, dim=-1)
 
 
 def serving_graph(model: SqueezeTime, precision: str = "fp32", image_size: int = IMAGE_SIZE,
-                  fold: bool = True) -> ServingGraph:
+                  fold: bool = True, fused_input: bool = False) -> ServingGraph:
     """The exported graph for ``model``: folded (default) and wrapped with uint8 normalisation."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
     config = getattr(model, "config", {}) or {}
     net = inference_model(model, image_size) if fold else copy.deepcopy(model).eval()
-    return ServingGraph(net, config.get("mean", MEAN), config.get("std", STD), PRECISIONS[precision])
+    if fused_input and not _has_custom_op("squeeze_time"):
+        raise RuntimeError("fused_input needs torch.ops.squeezetime.squeeze_time (build the extension: "
+                           "python setup.py build_ext --inplace)")
+    return ServingGraph(net, config.get("mean", MEAN), config.get("std", STD), PRECISIONS[precision], fused_input)
 
 
 def example_clip(batch: int = 2, num_frames: int = 16, image_size: int = IMAGE_SIZE, seed: int = 0) -> Tensor:
@@ -180,3 +180,38 @@ def custom_ops_in(graph_module) -> list[str]:
         if node.op == "call_function" and getattr(node.target, "namespace", None) == CUSTOM_OP_NAMESPACE:
             found.add(str(node.target))
     return sorted(found)
+
+
+def _has_custom_op(name: str) -> bool:
+    try:
+        from .. import ops
+
+        ops.extension_available()  # loads the library and its fake kernels, when built
+    except Exception:  # noqa: BLE001
+        return False
+    return hasattr(torch.ops, CUSTOM_OP_NAMESPACE) and hasattr(getattr(torch.ops, CUSTOM_OP_NAMESPACE), name)
+
+
+def custom_op_decompositions() -> dict:
+    """ATen decompositions of the ``torch.ops.squeezetime`` operators that exist here (their pure-PyTorch
+    references), for ``ExportedProgram.run_decompositions``: exporters that cannot take custom ops get plain
+    ATen, and TensorRT sees one whole graph."""
+    from ..ops.reference import ctl_combine_reference
+
+    table = {}
+    if _has_custom_op("squeeze_time"):
+        table[torch.ops.squeezetime.squeeze_time.default] = squeeze_time_decomposition
+    if _has_custom_op("ctl_combine"):
+        table[torch.ops.squeezetime.ctl_combine.default] = \
+            lambda temporal, short, glo, scale, shift, residual=None, relu=False: ctl_combine_reference(
+                temporal, short, glo, scale, shift, residual, relu)
+    return table
+
+
+def squeeze_time_decomposition(frames: Tensor, mean, std) -> Tensor:
+    """``torch.ops.squeezetime.squeeze_time`` in functional ATen (no tensor constants, which a decomposition
+    cannot create): uint8 (N, T, H, W, 3) -> float32 (N, 3*T, H, W), channel c*T + t."""
+    n, t, h, w, c = frames.shape
+    x = frames.to(torch.float32)
+    channels = [(x[..., i] - float(mean[i])) * (1.0 / float(std[i])) for i in range(c)]  # c x (N, T, H, W)
+    return torch.stack(channels, dim=1).reshape(n, c * t, h, w)

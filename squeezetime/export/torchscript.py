@@ -21,7 +21,7 @@ def trace(model, precision: str = "fp32", image_size: int = IMAGE_SIZE) -> torch
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # spatial size is fixed at export
         traced = torch.jit.trace(graph, (clip,), check_trace=False)
-    traced = torch.jit.freeze(traced.eval())
+        traced = torch.jit.freeze(traced.eval())
     custom = sorted({n.kind() for n in traced.graph.nodes() if n.kind().startswith("squeezetime::")})
     if custom:
         raise RuntimeError(f"TorchScript graph calls custom operators {custom}: Triton's libtorch backend and "
@@ -32,9 +32,14 @@ def trace(model, precision: str = "fp32", image_size: int = IMAGE_SIZE) -> torch
 def export_torchscript(model, path: str | os.PathLike, precision: str = "fp32", image_size: int = IMAGE_SIZE) -> str:
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    torch.jit.save(trace(model, precision, image_size), path)
+    traced = trace(model, precision, image_size)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)  # torch.jit is deprecated upstream
+        torch.jit.save(traced, path)
     return path
 
 
 def load_torchscript(path: str | os.PathLike, map_location="cpu") -> torch.jit.ScriptModule:
-    return torch.jit.load(os.fspath(path), map_location=map_location)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        return torch.jit.load(os.fspath(path), map_location=map_location)
