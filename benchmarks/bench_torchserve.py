@@ -98,26 +98,24 @@ def torchserve_target(work: Path, checkpoint: str | None, stack):
 
 
 def triton_target(work: Path, checkpoint: str | None, stack):
-    """Triton, through the package's own deployment, when that exists and starts; else None + reason."""
+    """Triton through the package's own deployment (squeezetime.serving.triton), when it starts here."""
     try:
-        from squeezetime.serving import triton as st  # noqa: F401
-        from squeezetime.serving.triton import client as tclient, repository, server as tserver
+        from squeezetime.serving.triton.client import TritonClient
+        from squeezetime.serving.triton.repository import write_repository
+        from squeezetime.serving.triton.server import TritonServer
     except Exception as e:  # noqa: BLE001
-        return None, f"squeezetime.serving.triton not importable: {e}"
+        return None, f"Triton skipped: squeezetime.serving.triton not importable ({e})"
     try:
-        repo = work / "triton_repo"
-        repository.write_repository(repo, checkpoint=checkpoint)
-        handle = tserver.start(repo) if hasattr(tserver, "start") else None
-        if handle is None:
-            return None, "squeezetime.serving.triton.server has no start()"
-        stack.append(lambda: tserver.stop(handle) if hasattr(tserver, "stop") else handle.stop())
-        client = tclient.TritonClient(getattr(handle, "grpc_url", None) or getattr(handle, "url"))
-        return {"clip": lambda c: client.classify_clips(c[None]) if hasattr(client, "classify_clips")
-                else client.predict(c[None]),
-                "video": lambda b: client.classify_video(b) if hasattr(client, "classify_video")
-                else client.predict(b)}, None
+        repo = write_repository(work / "triton_repo", checkpoint=checkpoint) if checkpoint else \
+            write_repository(work / "triton_repo", __import__("squeezetime").demo_model())
+        srv = TritonServer(repo, log_path=work / "tritonserver.log").start()
+        stack.append(srv.stop)
+        client = TritonClient(srv.grpc_url, timeout=300)
+        stack.append(client.close)
+        return {"clip": lambda c: client.classify_clips(c[None]),
+                "video": lambda b: client.classify(b, views="1x1", topk=5)}, None
     except Exception as e:  # noqa: BLE001 -- report, do not fail the TorchServe comparison
-        return None, f"Triton could not be started here: {type(e).__name__}: {str(e)[:300]}"
+        return None, f"Triton skipped: could not be started here ({type(e).__name__}: {str(e)[:300]})"
 
 
 def plot(report: dict, path: Path) -> None:
