@@ -7,6 +7,7 @@
 from .errors import CheckpointError, InputError, SqueezeTimeError, VideoError
 from .models import CONFIGS, MEAN, STD, SqueezeTime, class_names, create_model, list_models
 from .models.checkpoint import load_checkpoint, save_checkpoint
+from .optimize import optimize
 from .predict import predict
 from .preprocess import normalize_clip
 from .video import read_video, sample_clips
@@ -22,4 +23,4 @@ def demo_model() -> SqueezeTime:
 
 __all__ = ["CONFIGS", "CheckpointError", "InputError", "MEAN", "STD", "SqueezeTime", "SqueezeTimeError",
            "VideoError", "class_names", "create_model", "demo_model", "list_models", "load_checkpoint",
-           "normalize_clip", "predict", "read_video", "sample_clips", "save_checkpoint"]
+           "normalize_clip", "optimize", "predict", "read_video", "sample_clips", "save_checkpoint"]

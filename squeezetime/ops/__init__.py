@@ -8,11 +8,12 @@
 The extension (``python setup.py build_ext --inplace``) registers ``torch.ops.squeezetime.*`` with CPU kernels
 (float32, bfloat16) and, when built against a CUDA torch, CUDA kernels (float32, float16, bfloat16). Fake kernels
 are registered here so that torch.compile and torch.export see through the operators. Without a built extension
-the functions below run the reference implementations and say so once.
+the functions below run the reference implementations and say so once (SQUEEZETIME_DISABLE_EXT=1 forces that).
 """
 from __future__ import annotations
 
 import importlib
+import os
 import warnings
 from typing import Sequence
 
@@ -36,11 +37,14 @@ def _load() -> dict:
     if _state:
         return _state
     _state.update(cpu=False, cuda=False, error=None)
-    try:
-        importlib.import_module("squeezetime._C")
-        _state["cpu"] = hasattr(torch.ops.squeezetime, "ctl_combine")
-    except (ImportError, OSError) as e:
-        _state["error"] = f"{type(e).__name__}: {e}"
+    if os.environ.get("SQUEEZETIME_DISABLE_EXT") == "1":
+        _state["error"] = "disabled by SQUEEZETIME_DISABLE_EXT=1"
+    else:
+        try:
+            importlib.import_module("squeezetime._C")
+            _state["cpu"] = hasattr(torch.ops.squeezetime, "ctl_combine")
+        except (ImportError, OSError) as e:
+            _state["error"] = f"{type(e).__name__}: {e}"
     if _state["cpu"]:
         from . import _fake
 

@@ -1,0 +1,188 @@
+"""squeezetime operators: kernels vs pure-PyTorch references (odd sizes, batch > 1, non-contiguous inputs,
+every supported dtype), clear errors, and fake kernels (torch.compile / torch.export through the ops)."""
+import pytest
+import torch
+
+import squeezetime
+from squeezetime import ops
+
+pytestmark = pytest.mark.skipif(not ops.extension_available(),
+                                reason=f"C++ extension not built ({ops.extension_error()}); run `python setup.py build_ext --inplace`")
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() and ops.cuda_extension_available() else [])
+DTYPES = {"cpu": [torch.float32, torch.bfloat16], "cuda": [torch.float32, torch.float16, torch.bfloat16]}
+TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.bfloat16: dict(rtol=1.6e-2, atol=1.6e-2),
+       torch.float16: dict(rtol=2e-3, atol=2e-3)}
+CASES = [(d, dt) for d in DEVICES for dt in DTYPES[d]]
+
+
+def frames(shape, device="cpu", seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, shape, dtype=torch.uint8, generator=g).to(device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape", [(1, 16, 224, 224, 3), (3, 5, 17, 33, 3), (2, 1, 1, 1, 3)])
+def test_squeeze_time_is_normalize_clip_folded(device, shape):
+    f = frames(shape, device)
+    n, t, h, w, _ = shape
+    out = ops.squeeze_time(f)
+    assert out.dtype == torch.float32 and out.shape == (n, 3 * t, h, w) and out.is_contiguous()
+    expected = squeezetime.normalize_clip(f.cpu()).reshape(n, 3 * t, h, w)
+    assert torch.equal(out.cpu(), expected)  # bit-identical: same float32 arithmetic
+    # channel c*T + t holds colour c of frame t
+    assert torch.equal(out[:, 1 * t + t - 1].cpu(), expected.view(n, 3, t, h, w)[:, 1, t - 1])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_squeeze_time_non_contiguous_and_custom_stats(device):
+    base = frames((2, 8, 21, 30, 3), device)
+    f = base[:, ::2, :, 3:-4]  # strided over time, cropped in width
+    assert not f.is_contiguous()
+    mean, std = (1.0, 2.5, 255.0), (0.5, 3.0, 1.5)
+    out = ops.squeeze_time(f, mean, std)
+    assert torch.equal(out.cpu(), ops.squeeze_time_reference(f.cpu(), mean, std))
+
+
+def test_squeeze_time_errors_are_clear():
+    with pytest.raises(RuntimeError, match="uint8"):
+        torch.ops.squeezetime.squeeze_time(torch.zeros(1, 2, 3, 3, 3), [0.0] * 3, [1.0] * 3)
+    with pytest.raises(RuntimeError, match=r"\(N, T, H, W, 3\)"):
+        torch.ops.squeezetime.squeeze_time(torch.zeros(1, 2, 3, 3, 4, dtype=torch.uint8), [0.0] * 3, [1.0] * 3)
+    with pytest.raises(RuntimeError, match="3 values"):
+        torch.ops.squeezetime.squeeze_time(torch.zeros(1, 2, 3, 3, 3, dtype=torch.uint8), [0.0] * 2, [1.0] * 3)
+
+
+def combine_inputs(shape, dtype, device, memory_format=torch.contiguous_format, residual=True, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    c = shape[1]
+    ts = [(torch.randn(shape, generator=g) * 3).to(device, dtype).contiguous(memory_format=memory_format)
+          for _ in range(4 if residual else 3)]
+    scale, shift = torch.randn(c, generator=g).to(device), torch.randn(c, generator=g).to(device)
+    return ts[0], ts[1], ts[2], scale, shift, (ts[3] if residual else None)
+
+
+@pytest.mark.parametrize("device,dtype", CASES)
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("shape", [(1, 64, 56, 56), (3, 19, 7, 5), (2, 1, 9, 1)])
+@pytest.mark.parametrize("residual,relu", [(False, True), (True, True), (False, False), (True, False)])
+def test_ctl_combine_matches_reference(device, dtype, memory_format, shape, residual, relu):
+    t, s, g, scale, shift, r = combine_inputs(shape, dtype, device, memory_format, residual)
+    out = ops.ctl_combine(t, s, g, scale, shift, r, relu)
+    expected = ops.ctl_combine_reference(t, s, g, scale, shift, r, relu)
+    assert out.dtype == dtype and out.shape == t.shape
+    torch.testing.assert_close(out.float(), expected.float(), **TOL[dtype])
+    if relu:
+        assert (out >= 0).all()
+    if shape[1] > 1 and memory_format == torch.channels_last:
+        assert out.is_contiguous(memory_format=torch.channels_last)  # keeps the fast layout
+
+
+@pytest.mark.parametrize("device,dtype", CASES)
+def test_ctl_combine_non_contiguous_and_channel_slices(device, dtype):
+    big = torch.randn(2, 40, 9, 11).to(device, dtype)
+    t = big[:, :17]  # channel slice (NCHW)
+    s = torch.randn(2, 9, 11, 17).to(device, dtype).permute(0, 3, 1, 2)  # channels-last view
+    g = torch.randn(2, 17, 11, 9).to(device, dtype).transpose(2, 3)  # neither layout
+    cl = torch.randn(2, 60, 9, 11).to(device, dtype).contiguous(memory_format=torch.channels_last)[:, 5:22]
+    scale, shift = torch.randn(17).to(device), torch.randn(17).to(device)
+    for args in [(t, s, g, cl), (cl, cl * 2, cl - 1, None), (t, t * 0.5, t + 1, t)]:
+        out = ops.ctl_combine(args[0], args[1], args[2], scale, shift, args[3], True)
+        expected = ops.ctl_combine_reference(args[0], args[1], args[2], scale, shift, args[3], True)
+        torch.testing.assert_close(out.float(), expected.float(), **TOL[dtype])
+
+
+def test_ctl_combine_formula_by_hand():
+    t = torch.tensor([1.0, -2.0]).view(1, 2, 1, 1)
+    s = torch.tensor([2.0, 4.0]).view(1, 2, 1, 1)
+    g = torch.tensor([0.0, 100.0]).view(1, 2, 1, 1)  # sigmoid 0.5 and 1
+    scale, shift = torch.tensor([2.0, 1.0]), torch.tensor([0.5, -3.0])
+    out = torch.ops.squeezetime.ctl_combine(t, s, g, scale, shift, None, False).flatten()
+    torch.testing.assert_close(out, torch.tensor([2.0 * (1 + 1) + 0.5, 1.0 * (-2 + 4) - 3.0]))
+    out = torch.ops.squeezetime.ctl_combine(t, s, g, scale, shift, torch.ones_like(t), True).flatten()
+    torch.testing.assert_close(out, torch.tensor([5.5, 0.0]))
+
+
+def test_ctl_combine_errors_are_clear():
+    t = torch.randn(1, 4, 3, 3)
+    sc = torch.ones(4)
+    with pytest.raises(RuntimeError, match="float32 or bfloat16"):
+        torch.ops.squeezetime.ctl_combine(t.double(), t.double(), t.double(), sc, sc, None, True)
+    with pytest.raises(RuntimeError, match="float32 or bfloat16"):
+        torch.ops.squeezetime.ctl_combine(t.half(), t.half(), t.half(), sc, sc, None, True)
+    with pytest.raises(RuntimeError, match="shape"):
+        torch.ops.squeezetime.ctl_combine(t, t[:, :3], t, sc, sc, None, True)
+    with pytest.raises(RuntimeError, match="dtype|BFloat16|Float"):
+        torch.ops.squeezetime.ctl_combine(t, t.bfloat16(), t, sc, sc, None, True)
+    with pytest.raises(RuntimeError, match=r"\(C,\)"):
+        torch.ops.squeezetime.ctl_combine(t, t, t, torch.ones(3), sc, None, True)
+
+
+def test_fake_kernels_predict_shape_dtype_and_strides():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    real = [torch.randn(2, 8, 5, 6).contiguous(memory_format=torch.channels_last) for _ in range(3)]
+    with FakeTensorMode() as mode:
+        fake = [mode.from_tensor(x) for x in real]
+        sc = mode.from_tensor(torch.ones(8))
+        out = torch.ops.squeezetime.ctl_combine(*fake, sc, sc, None, True)
+        f = torch.ops.squeezetime.squeeze_time(mode.from_tensor(frames((2, 4, 5, 6, 3))), [0.0] * 3, [1.0] * 3)
+    real_out = torch.ops.squeezetime.ctl_combine(*real, torch.ones(8), torch.ones(8), None, True)
+    assert out.shape == real_out.shape and out.stride() == real_out.stride() and out.dtype == real_out.dtype
+    assert f.shape == (2, 12, 5, 6) and f.dtype == torch.float32
+    torch.library.opcheck(torch.ops.squeezetime.ctl_combine.default, (*real, torch.ones(8), torch.zeros(8), real[0], True),
+                          test_utils=("test_schema", "test_faketensor"))
+    torch.library.opcheck(torch.ops.squeezetime.squeeze_time.default, (frames((1, 3, 4, 5, 3)), [1.0, 2.0, 3.0], [4.0, 5.0, 6.0]),
+                          test_utils=("test_schema", "test_faketensor"))
+
+
+class TinyCTLTail(torch.nn.Module):
+    def forward(self, frames, temporal, scale, shift):
+        x = torch.ops.squeezetime.squeeze_time(frames, [1.0, 2.0, 3.0], [4.0, 5.0, 6.0])
+        return torch.ops.squeezetime.ctl_combine(temporal, x, x * 0.5, scale, shift, None, True)
+
+
+def tail_inputs():
+    f = frames((2, 4, 6, 7, 3))
+    return f, torch.randn(2, 12, 6, 7), torch.randn(12), torch.randn(12)
+
+
+def test_torch_export_sees_the_operators():
+    args = tail_inputs()
+    ep = torch.export.export(TinyCTLTail(), args)
+    targets = {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}
+    assert "squeezetime.squeeze_time.default" in targets and "squeezetime.ctl_combine.default" in targets
+    torch.testing.assert_close(ep.module()(*args), TinyCTLTail()(*args))
+
+
+@pytest.mark.timeout(300)
+def test_torch_compile_through_the_operators():
+    torch._dynamo.reset()
+    args = tail_inputs()
+    compiled = torch.compile(TinyCTLTail(), fullgraph=True)
+    torch.testing.assert_close(compiled(*args), TinyCTLTail()(*args))
+
+
+def test_without_extension_the_package_works_and_says_so_once():
+    import subprocess
+    import sys
+
+    code = """
+import torch, squeezetime
+from squeezetime import ops
+f = torch.randint(0, 256, (1, 4, 5, 6, 3), dtype=torch.uint8)
+assert torch.equal(ops.squeeze_time(f), squeezetime.normalize_clip(f).reshape(1, 12, 5, 6))
+t = torch.randn(1, 3, 4, 4)
+for _ in range(3):
+    y = ops.ctl_combine(t, t, t, torch.ones(3), torch.zeros(3), None, True)
+assert torch.allclose(y, torch.relu(t + t * torch.sigmoid(t)))
+assert not ops.extension_available()
+m = squeezetime.optimize(squeezetime.create_model("k400", widen_factor=0.125), fused=True)
+print(m(torch.randn(1, 3, 16, 32, 32)).shape)
+"""
+    env = {**__import__("os").environ, "SQUEEZETIME_DISABLE_EXT": "1"}
+    proc = subprocess.run([sys.executable, "-W", "always::UserWarning", "-c", code], capture_output=True,
+                          text=True, env=env, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("extension not built, using pure-PyTorch path") == 1, proc.stderr
+    assert "torch.Size([1, 400])" in proc.stdout

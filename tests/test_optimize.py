@@ -1,0 +1,122 @@
+"""squeezetime.optimize(): the optimised inference path is the official network (golden tolerance in float32),
+within a stated tolerance in bfloat16, and composes with torch.compile."""
+import pytest
+import torch
+
+import squeezetime
+from squeezetime import ops
+from squeezetime.optimize import OptimizedSqueezeTime
+
+from conftest import (GOLDEN_CENTRED_REL_L2, GOLDEN_REL_L2, REFERENCE, centred_relative_l2, reference_cases,
+                      relative_l2)
+
+# bfloat16 (8-bit mantissa) through a 50-layer network: relative L2 of the logits vs float64. Measured
+# 3.1e-3 to 3.6e-3 on the public cases; 2e-2 leaves margin and still rejects real mistakes (those move
+# the float32 logits by >= 2.7e-5 relative, but e.g. a missing gate or BGR input move them by > 5e-2).
+BF16_REL_L2 = 2e-2
+FUSED = [True, False] if ops.extension_available() else [False]
+
+
+def golden(case):
+    model = squeezetime.load_checkpoint(REFERENCE / f"{case}.pth")
+    io = torch.load(REFERENCE / f"{case}.io.pt", weights_only=True)
+    return model, io["frames"], io["expected"]
+
+
+@pytest.mark.parametrize("fused", FUSED)
+@pytest.mark.parametrize("case", sorted(reference_cases()))
+def test_float32_is_within_golden_tolerance(case, fused, reference_dir):
+    model, frames, expected = golden(case)
+    opt = squeezetime.optimize(model, fused=fused)
+    assert isinstance(opt, OptimizedSqueezeTime)
+    with torch.inference_mode():
+        logits = opt(squeezetime.normalize_clip(frames))
+        from_frames = opt.forward_frames(frames)
+    assert logits.dtype == torch.float32 and logits.shape == expected.shape
+    assert relative_l2(logits, expected) <= GOLDEN_REL_L2
+    assert centred_relative_l2(logits, expected) <= GOLDEN_CENTRED_REL_L2
+    assert relative_l2(from_frames, expected) <= GOLDEN_REL_L2
+    assert centred_relative_l2(from_frames, expected) <= GOLDEN_CENTRED_REL_L2
+
+
+@pytest.mark.parametrize("fused", FUSED)
+@pytest.mark.parametrize("case", sorted(reference_cases()))
+def test_bfloat16_within_stated_tolerance_and_same_top1(case, fused, reference_dir):
+    model, frames, expected = golden(case)
+    opt = squeezetime.optimize(model, dtype=torch.bfloat16, fused=fused)
+    with torch.inference_mode():
+        logits = opt(squeezetime.normalize_clip(frames))
+        reference = model(squeezetime.normalize_clip(frames))
+    assert logits.dtype == torch.float32
+    assert relative_l2(logits, expected) <= BF16_REL_L2
+    assert torch.equal(logits.argmax(1), reference.argmax(1))
+
+
+def test_golden_tolerance_still_catches_a_wrong_fold_through_optimize(reference_dir):
+    model, frames, expected = golden("k400_w025_224")
+    x = squeezetime.normalize_clip(frames)
+    wrong = x.transpose(1, 2).reshape(x.shape).contiguous()
+    with torch.inference_mode():
+        logits = squeezetime.optimize(model)(wrong)
+    assert centred_relative_l2(logits, expected) > GOLDEN_CENTRED_REL_L2
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_matches_eager_for_basic_and_bottleneck_blocks_at_any_batch(depth, batch):
+    torch.manual_seed(depth + batch)
+    model = squeezetime.create_model("k400", widen_factor=0.125, depth=depth)
+    for m in model.modules():  # non-trivial batch-norm statistics, so that folding is really exercised
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5), m.bias.data.uniform_(-0.2, 0.2)
+    x = torch.randn(batch, 3, 16, 48, 40)
+    with torch.inference_mode():
+        expected = model(x).double()
+        for fused in FUSED:
+            for fmt in (torch.channels_last, torch.contiguous_format):
+                got = squeezetime.optimize(model, fused=fused, memory_format=fmt)(x)
+                assert relative_l2(got, expected) < 1e-5, (fused, fmt)
+        # rows are independent: sample 0 alone gives the same logits (gate per sample, not per batch)
+        alone = squeezetime.optimize(model)(x[:1])
+        assert relative_l2(alone, expected[:1]) < 1e-5
+
+
+def test_ava_backbone_features():
+    model = squeezetime.create_model("ava", widen_factor=0.125)
+    x = torch.randn(1, 3, 16, 64, 64)
+    with torch.inference_mode():
+        expected = model(x)
+        got = squeezetime.optimize(model)(x)
+    assert got.shape == expected.shape
+    assert relative_l2(got, expected.double()) < 1e-5
+
+
+def test_optimize_rejects_bad_arguments():
+    model = squeezetime.create_model("k400", widen_factor=0.125)
+    with pytest.raises(ValueError, match="dtype"):
+        squeezetime.optimize(model, dtype=torch.float64)
+    with pytest.raises(TypeError, match="SqueezeTime"):
+        squeezetime.optimize(torch.nn.Linear(2, 2))
+
+
+def test_positional_embeddings_resized_once_per_size():
+    model = squeezetime.create_model("k400", widen_factor=0.125)
+    opt = squeezetime.optimize(model)
+    with torch.inference_mode():
+        opt(torch.randn(1, 3, 16, 64, 64)), opt(torch.randn(1, 3, 16, 64, 64)), opt(torch.randn(1, 3, 16, 96, 64))
+    ctl = opt.blocks[0].ctl
+    assert len(ctl._pos_cache) == 2
+
+
+@pytest.mark.timeout(600)
+def test_torch_compile_of_the_optimised_model():
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = squeezetime.create_model("k400", widen_factor=0.125, depth=10)
+    x = torch.randn(1, 3, 16, 32, 32)
+    with torch.inference_mode():
+        expected = model(x).double()
+        compiled = squeezetime.optimize(model, compile=True)
+        got = compiled(x)
+    assert relative_l2(got, expected) < 1e-5
