@@ -327,3 +327,17 @@ def test_model_that_cannot_load_fails_fast_and_cleanly(tmp_path, served_model):
     assert time.monotonic() - start < 240
     assert not server_processes(server) and not shm_regions(server.shm_prefix)
     server.cleanup()
+
+
+def test_cli_demo_via_triton(tmp_path):
+    """`make demo`'s job: demo repository, real Triton, demo videos over gRPC, N/M with N = M, server stopped."""
+    require_tritonserver()
+    from squeezetime.synthetic.demo import demo_checkpoint_path
+
+    if not os.path.exists(demo_checkpoint_path()):
+        pytest.fail(f"the demo checkpoint {demo_checkpoint_path()} is missing")
+    out = cli("demo", "--via", "triton", "--out", str(tmp_path / "videos"), "--per-class", "1")
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[-1] == "demo: 8/8 videos classified correctly", out.stdout
+    assert len(lines) == 9 and "Triton ready" in out.stderr and "tritonserver stopped" in out.stderr

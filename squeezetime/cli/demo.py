@@ -10,6 +10,9 @@ def register(sub) -> None:
     p = sub.add_parser("demo", help="classify generated demo videos with the embedded demo model")
     p.add_argument("--out", default="build/demo_videos", help="where the demo videos are written")
     p.add_argument("--per-class", type=int, default=2, help="videos per class (8 classes)")
+    p.add_argument("--via", choices=["inprocess", "triton"], default=None,
+                   help="classify in this process, or over gRPC through a real tritonserver "
+                        "(default: triton when the serving extra is installed)")
     p.set_defaults(func=run)
 
 
@@ -42,6 +45,10 @@ def report(results: list[tuple[str, str, str, float]]) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .triton import demo_via_triton, serving_available
+
+    if args.via == "triton" or (args.via is None and serving_available()):
+        return report(demo_via_triton(write_demo_videos(args.out, args.per_class)))
     from tqdm import tqdm
 
     import squeezetime

@@ -185,7 +185,7 @@ def demo_via_triton(videos: list[tuple[str, str]], concurrency: int = 8) -> list
                   "squeezetime_video", file=sys.stderr, flush=True)
             with TritonClient(server.grpc_url, timeout=300) as client, ThreadPoolExecutor(concurrency) as pool:
                 tops = list(pool.map(lambda item: client.classify(item[0], topk=1)[0], videos))
-            batches = client.batch_sizes()
+                batches = client.batch_sizes()
             print(f"demo: clip-model executions by batch size: {dict(sorted(batches.items()))}", file=sys.stderr)
         print("demo: tritonserver stopped", file=sys.stderr, flush=True)
     return [(path, truth, label, prob) for (path, truth), (label, prob) in zip(videos, tops)]

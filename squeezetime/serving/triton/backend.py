@@ -53,6 +53,18 @@ def _log(level: str, message: str) -> None:
         print(message, flush=True)
 
 
+def find_optimize():
+    """``squeezetime.optimize(model, dtype=...)`` when this version of the package has it, else None."""
+    import importlib
+
+    try:
+        found = importlib.import_module("squeezetime.optimize")
+    except ImportError:
+        return None
+    found = getattr(found, "optimize", found)
+    return found if callable(found) else None
+
+
 class ClipModel:
     """``squeezetime``: runs SqueezeTime on batches of sampled, cropped RGB clips."""
 
@@ -74,18 +86,20 @@ class ClipModel:
         self.mean = model.config.get("mean", squeezetime.MEAN)
         self.std = model.config.get("std", squeezetime.STD)
         self.num_frames = model.num_frames
-        model = model.to(self.dtype).eval()
-        self.path = "plain"
-        optimize = getattr(squeezetime, "optimize", None)
-        if optimize is not None and params.get("optimize", "auto") != "off":
+        n_classes = len(model.class_names or [])
+        self.path, self.input_dtype = "plain", self.dtype
+        optimize = find_optimize() if params.get("optimize", "auto") != "off" else None
+        if optimize is not None:
             try:
-                model = optimize(model)
-                self.path = "optimized"
+                model = optimize(model.eval(), dtype=self.dtype)  # takes float32 clips, returns float32 logits
+                self.path, self.input_dtype = "optimized", torch.float32
             except Exception as e:  # noqa: BLE001 - the plain model is always there
-                _log("warn", f"squeezetime.optimize failed ({e}); serving the plain model")
+                _log("warn", f"squeezetime.optimize failed ({type(e).__name__}: {e}); serving the plain model")
+        if self.path == "plain":
+            model = model.to(self.dtype).eval()
         self.model = model
         _log("info", f"squeezetime: {args['model_name']} loaded ({self.path}, {self.dtype_name}, {threads} threads, "
-                     f"{len(model.class_names or [])} classes)")
+                     f"{n_classes} classes)")
 
     def forward(self, clips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import torch
@@ -93,7 +107,7 @@ class ClipModel:
         import squeezetime
 
         with torch.inference_mode():
-            x = squeezetime.normalize_clip(torch.from_numpy(clips), self.mean, self.std).to(self.dtype)
+            x = squeezetime.normalize_clip(torch.from_numpy(clips), self.mean, self.std).to(self.input_dtype)
             logits = self.model(x).float()
             return logits.numpy(), logits.softmax(dim=1).numpy()
 
