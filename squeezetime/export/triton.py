@@ -149,7 +149,8 @@ def _place(artifact: str | os.PathLike, dest: Path) -> None:
 def write_onnx_model_dir(repo: str | os.PathLike, onnx_path: str | os.PathLike, *, num_classes: int,
                          class_names=None, python_backend: bool = False, kind: str = "gpu",
                          max_batch_size: int = 64, preferred_batch_sizes=None, max_queue_delay_us: int = 2000,
-                         num_frames: int = 16, image_size: int = 224, instances: int = 1) -> Path:
+                         num_frames: int = 16, image_size: int = 224, instances: int = 1,
+                         num_threads: int = 0) -> Path:
     """``repo/squeezetime_onnx`` (onnxruntime backend) or ``repo/squeezetime_onnx_python`` (python backend)."""
     name = ONNX_PYTHON_MODEL_NAME if python_backend else ONNX_MODEL_NAME
     model_dir = Path(repo) / name
@@ -159,7 +160,7 @@ def write_onnx_model_dir(repo: str | os.PathLike, onnx_path: str | os.PathLike, 
                   max_batch_size=max_batch_size, preferred_batch_sizes=preferred_batch_sizes,
                   max_queue_delay_us=max_queue_delay_us, instances=instances, labels=labels)
     if python_backend:
-        text = onnx_python_config(name, **common)
+        text = onnx_python_config(name, num_threads=num_threads, **common)
         source = resources.files("squeezetime.export").joinpath("triton_onnx_model.py").read_text(encoding="utf-8")
         (model_dir / "1" / "model.py").write_text(source, encoding="utf-8")
     else:
