@@ -125,6 +125,8 @@ def build_engine(model, precision: str = "fp16", batch=(1, 8, 64), image_size: i
     kwargs = dict(arg_inputs=trt_inputs(torch_tensorrt, model, batch, image_size), device=torch.device(device),
                   require_full_compilation=True, min_block_size=1,
                   arg_input_binding_names=(INPUT_NAME,), output_binding_names=tuple(OUTPUT_NAMES))
+    if precision == "fp32":
+        kwargs["disable_tf32"] = True  # fp32 engines stay within the float32 golden tolerance
     if optimization_level is not None:
         kwargs["optimization_level"] = optimization_level
     if workspace_size:
@@ -166,6 +168,7 @@ def engine_metadata(model, precision: str, batch, image_size: int, torch_tensorr
         "hardware_compatible": False,
         "version_compatible": False,
         "precision": precision,
+        "tf32": False if precision == "fp32" else None,
         "batch_profile": {"min": batch[0], "opt": batch[1], "max": batch[2]},
         "input": {"name": INPUT_NAME, "dtype": "uint8",
                   "dims": [getattr(model, "num_frames", 16), image_size, image_size, 3]},
@@ -267,3 +270,35 @@ def export_tensorrt(model, repo: str | os.PathLike, precision: str = "fp16", bat
     engine, meta = build_engine(model, precision, batch, **build_kwargs)
     return write_model_dir(repo, engine, meta, preferred_batch_sizes=preferred_batch_sizes,
                            class_names=getattr(model, "class_names", None))
+
+
+class EngineRunner:
+    """Runs a serialized engine (``model.plan``) on CUDA tensors with the TensorRT Python runtime:
+    uint8 CLIP (N, T, H, W, 3) on the GPU -> (LOGITS, PROBS) float32 on the GPU. GPU machines only."""
+
+    def __init__(self, engine: bytes | str | os.PathLike):
+        try:
+            import tensorrt
+        except Exception as e:  # noqa: BLE001
+            raise TensorRTUnavailable(f"the TensorRT runtime is not importable ({e}); {INSTALL_HINT}") from e
+        data = engine if isinstance(engine, (bytes, bytearray)) else Path(engine).read_bytes()
+        self._logger = tensorrt.Logger(tensorrt.Logger.WARNING)
+        self.engine = tensorrt.Runtime(self._logger).deserialize_cuda_engine(data)
+        if self.engine is None:
+            raise EngineCompatibilityError("TensorRT could not deserialize the engine (another TensorRT version "
+                                           "or GPU built it?)")
+        self.context = self.engine.create_execution_context()
+        self.names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+
+    def __call__(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        clips = clips.contiguous()
+        self.context.set_input_shape(INPUT_NAME, tuple(clips.shape))
+        self.context.set_tensor_address(INPUT_NAME, clips.data_ptr())
+        outputs = []
+        for name in OUTPUT_NAMES:
+            out = torch.empty(tuple(self.context.get_tensor_shape(name)), dtype=torch.float32, device=clips.device)
+            self.context.set_tensor_address(name, out.data_ptr())
+            outputs.append(out)
+        if not self.context.execute_async_v3(torch.cuda.current_stream(clips.device).cuda_stream):
+            raise RuntimeError("TensorRT execution failed")
+        return outputs[0], outputs[1]
