@@ -19,7 +19,8 @@ def kernel_extensions():
         return {}
     cuda_home = None
     if torch.version.cuda and os.environ.get("SQUEEZETIME_NO_CUDA") != "1":
-        cuda_home = runpy.run_path(os.path.join("csrc", "tools", "find_cuda_home.py"))["find_cuda_home"]()
+        tools = runpy.run_path(os.path.join("csrc", "tools", "find_cuda_home.py"))
+        cuda_home = tools["find_cuda_home"]()
         if cuda_home:
             os.environ["CUDA_HOME"] = cuda_home  # before cpp_extension reads it
     from torch.utils import cpp_extension
@@ -34,6 +35,7 @@ def kernel_extensions():
     if cuda_home:
         exts.append(cpp_extension.CUDAExtension(
             "squeezetime._C_cuda", ["csrc/python_module.cpp"] + sorted(glob.glob("csrc/cuda/*.cu")),
+            include_dirs=tools["wheel_cuda_includes"](cuda_home),
             extra_compile_args={"cxx": ["-O3", "-DSQUEEZETIME_MODULE_NAME=_C_cuda"],
                                 "nvcc": ["-O3", "-DSQUEEZETIME_MODULE_NAME=_C_cuda"]}))
     elif torch.version.cuda:

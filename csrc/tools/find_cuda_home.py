@@ -46,5 +46,22 @@ def find_cuda_home() -> str | None:
     return None
 
 
+def wheel_cuda_includes(cuda_home: str | None) -> list[str]:
+    """Header directories of the nvidia-* wheels that a pip-installed CUDA torch depends on, for the headers
+    that torch's CUDA headers include but a minimal toolkit lacks (e.g. cusparse.h, cublas_v2.h)."""
+    try:
+        import torch
+    except ImportError:
+        return []
+    site = os.path.dirname(os.path.dirname(torch.__file__))
+    have = set(os.listdir(os.path.join(cuda_home, "include"))) if cuda_home and os.path.isdir(
+        os.path.join(cuda_home, "include")) else set()
+    dirs = []
+    for inc in sorted(glob.glob(os.path.join(site, "nvidia", "*", "include"))):
+        if any(name not in have for name in os.listdir(inc) if name.endswith(".h")):
+            dirs.append(inc)
+    return dirs
+
+
 if __name__ == "__main__":
     print(find_cuda_home() or "")
