@@ -1,0 +1,226 @@
+"""``squeezetime bench``: latency of the full network per inference path, interleaved in one process.
+
+Paths: eager (the official maths, unoptimised), compile (torch.compile of the eager model, inductor, freezing
+on), opt-fp32 / opt-fp32-unfused (squeezetime.optimize with / without the fused operators), opt-bf16 (CPU),
+opt-fp16 and opt-fp16-cudagraph (CUDA). Rounds are interleaved (one call of every path per round), warm-up
+excluded; reports the median per-clip latency, clips/s and the ratio to eager, plus operator micro-benchmarks.
+Writes DIR/bench.json and DIR/bench.png and prints the JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+CPU_PATHS = ["eager", "compile", "opt-fp32", "opt-fp32-unfused", "opt-bf16"]
+CUDA_PATHS = ["eager", "compile", "opt-fp32", "opt-fp32-unfused", "opt-fp16", "opt-fp16-cudagraph"]
+ALL_PATHS = sorted(set(CPU_PATHS + CUDA_PATHS + ["opt-fp32-compile"]))
+
+
+def register(sub) -> None:
+    p = sub.add_parser("bench", help="benchmark inference paths (eager, torch.compile, optimised fp32/bf16/fp16)")
+    p.add_argument("--arch", default="k400", help="named configuration (random weights; default k400)")
+    p.add_argument("--widen-factor", type=float, default=1.0)
+    p.add_argument("--size", type=int, default=224, help="frame height and width")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1])
+    p.add_argument("--rounds", type=int, default=5, help="timed rounds per path and batch size")
+    p.add_argument("--warmup", type=int, default=2, help="untimed calls per path first")
+    p.add_argument("--paths", nargs="+", default=None, choices=ALL_PATHS,
+                   help=f"default: {' '.join(CPU_PATHS)} (CPU) / {' '.join(CUDA_PATHS)} (CUDA)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--no-micro", action="store_true", help="skip the operator micro-benchmarks")
+    p.add_argument("--out", default="bench-results", metavar="DIR")
+    p.set_defaults(func=run)
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def build_path(name: str, model, example, device: str):
+    """A callable clip -> logits for the path (compilation happens in warm-up)."""
+    import torch
+
+    import squeezetime
+
+    if name == "eager":
+        return model
+    if name == "compile":
+        import torch._inductor.config as inductor_config
+
+        inductor_config.freezing = True
+        return torch.compile(model, dynamic=False)
+    if name == "opt-fp32":
+        return squeezetime.optimize(model)
+    if name == "opt-fp32-unfused":
+        return squeezetime.optimize(model, fused=False)
+    if name == "opt-fp32-compile":
+        return squeezetime.optimize(model, compile=True)
+    if name == "opt-bf16":
+        return squeezetime.optimize(model, dtype=torch.bfloat16)
+    if name == "opt-fp16":
+        return squeezetime.optimize(model, dtype=torch.float16)
+    if name == "opt-fp16-cudagraph":
+        opt = squeezetime.optimize(model, dtype=torch.float16)
+        static_in = example.clone()
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(3):
+                opt(static_in)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = opt(static_in)
+
+        def replay(x):
+            static_in.copy_(x)
+            graph.replay()
+            return static_out
+        return replay
+    raise ValueError(name)
+
+
+def time_call(fn, *args, device="cpu") -> float:
+    _sync(device)
+    t0 = time.perf_counter()
+    fn(*args)
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def micro_benchmarks(device: str, rounds: int) -> dict:
+    """squeeze_time vs a copy of the same bytes; ctl_combine vs its eager composition."""
+    import torch
+
+    from squeezetime import ops
+
+    res = {"extension": ops.extension_available()}
+    frames = torch.randint(0, 256, (8, 16, 224, 224, 3), dtype=torch.uint8, device=device)
+    nbytes = frames.numel() * (1 + 4)  # read uint8, write float32
+    src = torch.empty(nbytes // 2, dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    reps = max(rounds * 4, 10)
+    t_squeeze = [time_call(ops.squeeze_time, frames, device=device) for _ in range(reps)]
+    t_copy = [time_call(dst.copy_, src, device=device) for _ in range(reps)]
+    ts, tc = statistics.median(t_squeeze), statistics.median(t_copy)
+    res["squeeze_time"] = {"shape": list(frames.shape), "ms": ts * 1e3, "copy_same_bytes_ms": tc * 1e3,
+                           "GB_per_s": nbytes / ts / 1e9, "fraction_of_copy_bandwidth": tc / ts}
+    dtypes = [torch.float32, torch.bfloat16] if device == "cpu" else [torch.float32, torch.float16]
+    res["ctl_combine"] = []
+    for dtype in dtypes:
+        for shape in [(1, 64, 56, 56), (8, 64, 56, 56), (1, 512, 7, 7)]:
+            t, s, g, r = [torch.randn(shape, device=device).to(dtype).contiguous(memory_format=torch.channels_last)
+                          for _ in range(4)]
+            scale, shift = torch.randn(shape[1], device=device), torch.randn(shape[1], device=device)
+            sc, sh = scale.to(dtype).view(1, -1, 1, 1), shift.to(dtype).view(1, -1, 1, 1)
+
+            def eager():
+                return torch.relu((t + s * torch.sigmoid(g)) * sc + sh + r)
+
+            def fused():
+                return ops.ctl_combine(t, s, g, scale, shift, r, True)
+            for f in (eager, fused):
+                f()
+            te, tf = [], []
+            for _ in range(reps):
+                te.append(time_call(eager, device=device))
+                tf.append(time_call(fused, device=device))
+            res["ctl_combine"].append({"dtype": str(dtype).replace("torch.", ""), "shape": list(shape),
+                                       "eager_ms": statistics.median(te) * 1e3, "fused_ms": statistics.median(tf) * 1e3,
+                                       "speedup": statistics.median(te) / statistics.median(tf)})
+    return res
+
+
+def plot(results: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    batches = list(results["latency"])
+    paths = list(next(iter(results["latency"].values())))
+    fig, ax = plt.subplots(figsize=(2.2 + 1.3 * len(paths) * len(batches), 4))
+    width = 0.8 / len(batches)
+    for i, b in enumerate(batches):
+        speed = [results["latency"][b][p]["speedup_vs_eager"] for p in paths]
+        bars = ax.bar([x + i * width for x in range(len(paths))], speed, width, label=f"batch {b}")
+        ax.bar_label(bars, fmt="%.2fx", fontsize=8)
+    ax.set_xticks([x + width * (len(batches) - 1) / 2 for x in range(len(paths))], paths, rotation=20)
+    ax.axhline(1.0, color="grey", lw=0.8)
+    ax.set_ylabel("speed-up vs eager (median latency)")
+    ax.set_title(f"SqueezeTime {results['config']['arch']} 16x{results['config']['size']}^2, {results['machine']['device']}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    import squeezetime
+    from squeezetime import ops
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("error: --device cuda but no CUDA GPU", file=sys.stderr)
+        return 2
+    paths = args.paths or (CPU_PATHS if args.device == "cpu" else CUDA_PATHS)
+    torch.manual_seed(0)
+    model = squeezetime.create_model(args.arch, widen_factor=args.widen_factor).to(args.device)
+    device_name = torch.cuda.get_device_name() if args.device == "cuda" else (platform.processor() or platform.machine())
+    results = {"config": {"arch": args.arch, "widen_factor": args.widen_factor, "size": args.size, "frames": 16,
+                          "rounds": args.rounds, "warmup": args.warmup, "paths": paths},
+               "machine": {"device": args.device if args.device == "cpu" else device_name, "cpu": device_name,
+                           "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+                           "torch": torch.__version__, "extension": ops.extension_available()},
+               "latency": {}, "setup_s": {}}
+    total = len(args.batch_sizes) * len(paths) * (args.rounds + args.warmup)
+    with torch.inference_mode(), tqdm(total=total, desc="bench", unit="call", file=sys.stderr) as bar:
+        for b in args.batch_sizes:
+            x = torch.randn(b, 3, 16, args.size, args.size, device=args.device)
+            fns = {}
+            for name in paths:
+                bar.set_postfix_str(f"batch {b}: {name} (warm-up)")
+                t0 = time.perf_counter()
+                fns[name] = build_path(name, model, x, args.device)
+                for _ in range(args.warmup):
+                    fns[name](x)
+                    bar.update(1)
+                _sync(args.device)
+                results["setup_s"][f"{name}@{b}"] = time.perf_counter() - t0
+            times = {name: [] for name in paths}
+            for _ in range(args.rounds):
+                for name in paths:
+                    bar.set_postfix_str(f"batch {b}: {name}")
+                    times[name].append(time_call(fns[name], x, device=args.device))
+                    bar.update(1)
+            eager = statistics.median(times["eager"]) if "eager" in times else None
+            results["latency"][str(b)] = {
+                name: {"median_ms": statistics.median(ts) * 1e3, "per_clip_ms": statistics.median(ts) * 1e3 / b,
+                       "clips_per_s": b / statistics.median(ts), "min_ms": min(ts) * 1e3,
+                       "speedup_vs_eager": (eager / statistics.median(ts)) if eager else None}
+                for name, ts in times.items()}
+            del fns
+    if not args.no_micro:
+        results["micro"] = micro_benchmarks(args.device, args.rounds)
+    os.makedirs(args.out, exist_ok=True)
+    json_path, png_path = os.path.join(args.out, "bench.json"), os.path.join(args.out, "bench.png")
+    with open(json_path, "w") as f:
+        json.dump(results, f, indent=2)
+    if "eager" in paths:
+        plot(results, png_path)
+    print(json.dumps(results, indent=2))
+    print(f"wrote {json_path} and {png_path}", file=sys.stderr)
+    return 0
