@@ -120,3 +120,20 @@ def test_torch_compile_of_the_optimised_model():
         compiled = squeezetime.optimize(model, compile=True)
         got = compiled(x)
     assert relative_l2(got, expected) < 1e-5
+
+
+@pytest.mark.timeout(300)
+def test_bench_command_writes_json_and_png(tmp_path):
+    import json
+
+    from squeezetime.cli import main
+
+    out = tmp_path / "bench"
+    assert main(["bench", "--widen-factor", "0.125", "--size", "64", "--rounds", "2", "--warmup", "1",
+                 "--paths", "eager", "opt-fp32", "opt-bf16", "--no-micro", "--out", str(out)]) == 0
+    results = json.loads((out / "bench.json").read_text())
+    row = results["latency"]["1"]
+    assert set(row) == {"eager", "opt-fp32", "opt-bf16"}
+    assert row["eager"]["speedup_vs_eager"] == pytest.approx(1.0)
+    assert all(r["median_ms"] > 0 and r["clips_per_s"] > 0 for r in row.values())
+    assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
