@@ -106,14 +106,27 @@ def micro_benchmarks(device: str, rounds: int) -> dict:
     res = {"extension": ops.extension_available()}
     frames = torch.randint(0, 256, (8, 16, 224, 224, 3), dtype=torch.uint8, device=device)
     nbytes = frames.numel() * (1 + 4)  # read uint8, write float32
+    reps = max(rounds * 4, 10)
+    # the plain copy of the same bytes: uint8 -> new float32 tensor (same reads, writes and allocation);
+    # also a copy into a preallocated buffer (no page faults), the bandwidth ceiling of this machine
     src = torch.empty(nbytes // 2, dtype=torch.uint8, device=device)
     dst = torch.empty_like(src)
-    reps = max(rounds * 4, 10)
-    t_squeeze = [time_call(ops.squeeze_time, frames, device=device) for _ in range(reps)]
-    t_copy = [time_call(dst.copy_, src, device=device) for _ in range(reps)]
-    ts, tc = statistics.median(t_squeeze), statistics.median(t_copy)
+    t_squeeze, t_copy, t_copy_pre = [], [], []
+    for _ in range(reps):
+        t_squeeze.append(time_call(ops.squeeze_time, frames, device=device))
+        t_copy.append(time_call(frames.float, device=device))
+        t_copy_pre.append(time_call(dst.copy_, src, device=device))
+    ts, tc, tp = statistics.median(t_squeeze), statistics.median(t_copy), statistics.median(t_copy_pre)
     res["squeeze_time"] = {"shape": list(frames.shape), "ms": ts * 1e3, "copy_same_bytes_ms": tc * 1e3,
-                           "GB_per_s": nbytes / ts / 1e9, "fraction_of_copy_bandwidth": tc / ts}
+                           "copy_preallocated_ms": tp * 1e3, "GB_per_s": nbytes / ts / 1e9,
+                           "fraction_of_copy_bandwidth": tc / ts, "fraction_of_preallocated_copy": tp / ts,
+                           "eager_normalize_fold_ms": None}
+    from squeezetime.preprocess import normalize_clip
+
+    if device == "cpu":
+        n, t, h, w, _ = frames.shape
+        te = [time_call(lambda: normalize_clip(frames).reshape(n, 3 * t, h, w)) for _ in range(max(reps // 4, 3))]
+        res["squeeze_time"]["eager_normalize_fold_ms"] = statistics.median(te) * 1e3
     dtypes = [torch.float32, torch.bfloat16] if device == "cpu" else [torch.float32, torch.float16]
     res["ctl_combine"] = []
     for dtype in dtypes:
