@@ -1,11 +1,25 @@
-# Kernels (csrc/): the CPU extension is built by `make setup` (pip install -e . runs setup.py build_ext).
+# Kernels (csrc/): the CPU extension (squeezetime/_C*.so) is built in place before the tests, and must build:
+# `pip install -e .` (make setup) goes through an isolated PEP 660 build where torch is not importable, so it
+# cannot build it itself.
 # CI also compiles the CUDA kernels, compile only, against a CUDA build of torch in its own venv (.venv-cuda):
 # tests/test_kernels_build.py runs csrc/tools/cuda_compile_check.py in it. `make gpu-check` runs everything on
 # a machine with an NVIDIA GPU.
 VENV_CUDA := .venv-cuda
 VENV_CUDA_STAMP := $(VENV_CUDA)/.installed
 
-.PHONY: venv-cuda cuda-compile-check gpu-check kernels-cmake
+.PHONY: kernels venv-cuda cuda-compile-check gpu-check kernels-cmake
+
+KERNEL_SOURCES := $(wildcard csrc/*.h csrc/*.cpp csrc/cpu/*.h csrc/cpu/*.cpp csrc/cuda/*.cu)
+KERNELS_STAMP := build/.kernels-cpu.stamp
+
+kernels: $(KERNELS_STAMP)
+
+$(KERNELS_STAMP): $(STAMP) $(KERNEL_SOURCES) setup.py
+	$(PY) setup.py -q build_ext --inplace
+	$(PY) -c "from squeezetime import ops; assert ops.extension_available(), ops.extension_error(); print('squeezetime._C built')"
+	mkdir -p build && touch $@
+
+TEST_DEPS += $(KERNELS_STAMP)
 
 venv-cuda: $(VENV_CUDA_STAMP)
 
