@@ -57,7 +57,8 @@ setup(
         "bench": ["matplotlib"],
         "test": ["pytest", "pytest-timeout", "matplotlib"],
         "serve": ["tritonclient[grpc,http]", "nvidia-pytriton"],  # CPU tritonserver binary from pytriton
-        "torchserve": ["torchserve", "torch-model-archiver", "grpcio-tools"],
+        "torchserve": ["torchserve==0.12.0", "torch-model-archiver==0.12.0", "pyyaml", "psutil", "grpcio",
+                       "grpcio-tools>=1.76,<1.81", "protobuf>=6.31.1,<7"],
         "export": ["onnx", "onnxruntime", "onnxscript"],
         "tensorrt": ["torch-tensorrt"],
     },

@@ -1,8 +1,6 @@
 """model -> labels: classify a video (or ready clips) and report the top-k classes."""
 from __future__ import annotations
 
-from typing import Iterable
-
 import numpy as np
 import torch
 
@@ -47,7 +45,3 @@ def predict(model: SqueezeTime, video: VideoSource | np.ndarray, *, views: str =
         raise InputError("this model has no classification head (features only); it cannot predict labels")
     clips = video if isinstance(video, (np.ndarray, torch.Tensor)) else sample_clips(video, views, model.num_frames)
     return top_k(clip_probabilities(model, clips), label_names(model), topk)
-
-
-def predict_many(model: SqueezeTime, videos: Iterable[VideoSource], **kwargs) -> list[Prediction]:
-    return [predict(model, v, **kwargs) for v in videos]

@@ -243,3 +243,14 @@ def test_onnx_artifact_served_by_tritonserver_python_backend(onnx_repo):
         bad.set_data_from_numpy(np.zeros((1, 8, 224, 224, 3), np.uint8))
         with pytest.raises(Exception, match="(?i)shape|dims|unexpected"):
             client.infer("squeezetime_onnx_python", [bad])
+
+
+def test_serve_refuses_a_mismatched_engine(trt_model_dir, monkeypatch):
+    """`squeezetime serve` checks every tensorrt_plan model before it starts tritonserver."""
+    from squeezetime.serving.triton.server import TritonServerError, check_engines
+
+    monkeypatch.setenv("SQUEEZETIME_TENSORRT_VERSION", "10.7.0")
+    with pytest.raises(TritonServerError, match=r"will not serve squeezetime_trt: .*built with TensorRT 10.3.0.*10.7.0"):
+        check_engines(trt_model_dir.parent)
+    monkeypatch.setenv("SQUEEZETIME_TENSORRT_VERSION", "10.3.0")
+    check_engines(trt_model_dir.parent)  # same TensorRT (and no local GPU to compare): accepted

@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import glob
 import os
+import re
 import shutil
 import signal
 import socket
@@ -148,6 +149,19 @@ def _stop_all() -> None:
         server.stop()
 
 
+def check_engines(repository: Path) -> None:
+    """A TensorRT engine loads only with the TensorRT (and GPU) that built it: refuse a mismatch up front,
+    with the reason, rather than let the server fail to load the model."""
+    for config in sorted(repository.glob("*/config.pbtxt")):
+        if re.search(r'platform\s*:\s*"tensorrt_plan"', config.read_text(encoding="utf-8")):
+            from ...export.tensorrt import check_engine_compatible
+
+            try:
+                check_engine_compatible(config.parent)
+            except SqueezeTimeError as e:
+                raise TritonServerError(f"will not serve {config.parent.name}: {e}") from e
+
+
 class TritonServer:
     """A running ``tritonserver --model-repository REPO`` bound to loopback (or ``host``) on free ports.
 
@@ -168,6 +182,7 @@ class TritonServer:
         if not (self.repository.is_dir() and any(self.repository.glob("*/config.pbtxt"))):
             raise TritonServerError(f"{self.repository} is not a model repository (no */config.pbtxt); write one "
                                     "with `squeezetime triton-repo`")
+        check_engines(self.repository)
         self.host = host
         self.grpc_port = grpc_port or free_port(host)
         self.http_port = http_port or free_port(host)
@@ -226,7 +241,8 @@ class TritonServer:
                f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
                f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
                "--allow-gpu-metrics=false", "--exit-timeout-secs=5",
-               "--disable-auto-complete-config",  # configs are complete; skips a stub (torch import) per model f"--log-verbose={self.log_verbose}",
+               "--disable-auto-complete-config",  # configs are complete; skips a stub (torch import) per model
+               f"--log-verbose={self.log_verbose}",
                f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
                # clips are 2.4 MB each: start each stub's region big enough for a full batch (sparse in tmpfs)
                "--backend-config=python,shm-default-byte-size=33554432",
