@@ -1,4 +1,4 @@
-"""The demo model: SqueezeTime-50 at 1/8 width, trained on ``squeezetime.synthetic`` (scripts/train_demo.py)."""
+"""The demo model: SqueezeTime-50 at 1/4 width, trained on ``squeezetime.synthetic`` (scripts/train_demo.py)."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -8,8 +8,8 @@ from ..models.checkpoint import load_checkpoint
 from ..models.squeezetime import SqueezeTime
 from .generator import CLASSES
 
-DEMO_ARCH = dict(depth=50, widen_factor=0.125, num_classes=len(CLASSES))
-DEMO_CHECKPOINT = "demo_k400_w0125_synthetic8.pth"
+DEMO_ARCH = dict(depth=50, widen_factor=0.25, num_classes=len(CLASSES))
+DEMO_CHECKPOINT = "demo_k400_w025_synthetic8.pth"
 
 
 def demo_checkpoint_path() -> str:

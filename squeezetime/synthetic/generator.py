@@ -34,11 +34,17 @@ class Motion:
     texture_seed: int
 
 
+def _colors(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A random bright object colour on a random dark background: any hue, but a consistent contrast sign,
+    so 'where the object arrived' and 'where it left' look different, as in most real footage."""
+    hue_object, hue_background = rng.uniform(0.2, 1.0, 3), rng.uniform(0.2, 1.0, 3)
+    color = hue_object / hue_object.max() * rng.uniform(200, 255)
+    background = hue_background / hue_background.max() * rng.uniform(20, 90)
+    return color.round(), background.round()
+
+
 def random_motion(label: int, rng: np.random.Generator) -> Motion:
-    color = rng.integers(0, 256, 3)
-    background = rng.integers(0, 256, 3)
-    while np.abs(color.astype(int) - background).sum() < 180:  # keep the object visible
-        background = rng.integers(0, 256, 3)
+    color, background = _colors(rng)
     kind = label // 2
     if kind < 2:  # translation: start off-centre against the direction of travel
         speed = rng.uniform(0.3, 0.45)
@@ -52,7 +58,7 @@ def random_motion(label: int, rng: np.random.Generator) -> Motion:
         speed = rng.uniform(1.2, 2.4) if kind == 2 else rng.uniform(0.6, 0.9)
     return Motion(label=label, shape=SHAPES[rng.integers(len(SHAPES))], color=tuple(int(c) for c in color),
                   background=tuple(int(c) for c in background), center=center,
-                  size=rng.uniform(0.1, 0.16) if kind != 3 else rng.uniform(0.08, 0.11),
+                  size=rng.uniform(0.14, 0.22) if kind != 3 else rng.uniform(0.1, 0.14),
                   angle=rng.uniform(0, 2 * math.pi), speed=speed, texture_seed=int(rng.integers(2**31)))
 
 
@@ -114,7 +120,7 @@ def render(m: Motion, times, height: int = 240, width: int = 320, noise: float =
     times = np.asarray(times, np.float64)
     top, left, h, w = window or (0, 0, height, width)
     background = np.asarray(m.background, np.float32)
-    base = background + 25.0 * _texture(height, width, m.texture_seed)[top:top + h, left:left + w, None]
+    base = background + 12.0 * _texture(height, width, m.texture_seed)[top:top + h, left:left + w, None]
     y, x = np.mgrid[top:top + h, left:left + w].astype(np.float32)
     short = min(height, width)
     frames = np.empty((len(times), h, w, 3), np.uint8)
@@ -133,10 +139,11 @@ def render(m: Motion, times, height: int = 240, width: int = 320, noise: float =
 def make_clip(label: int, rng: np.random.Generator, num_frames: int = 16, size: int = 224,
               noise: float = 4.0) -> np.ndarray:
     """A training clip as the 1x1 view sees a demo video: the centre ``size`` crop of a 4:3 frame whose
-    short side is 256, over a random 75-100 % stretch of the motion (a clip spans ~85 % of a demo video)."""
+    short side is 256 * size / 224, over a random 75-100 % stretch of the motion (a 16x4 clip spans
+    ~85 % of a 72-frame demo video)."""
     span = rng.uniform(0.75, 1.0)
     start = rng.uniform(0, 1 - span)
-    height, width = 256, 341
+    height, width = round(256 * size / 224), round(341 * size / 224)
     window = ((height - size) // 2, (width - size) // 2, size, size)
     return render(random_motion(label, rng), start + span * np.linspace(0, 1, num_frames), height, width,
                   noise=noise, rng=rng, window=window)
