@@ -157,16 +157,19 @@ def test_bad_input_is_400_and_batch_neighbour_succeeds(rest, one_per_class, case
     assert error["code"] == 400 and message in error["message"], error
     assert good_status == 200, good_body
     assert json.loads(good_body)[0]["label"] == truth
-    test_bad_input_is_400_and_batch_neighbour_succeeds.shared.append(
-        int(bad_headers.get("X-SqueezeTime-Batch-Requests", 1)) > 1)
 
 
-test_bad_input_is_400_and_batch_neighbour_succeeds.shared = []
-
-
-def test_bad_and_good_shared_a_batch():
-    shared = test_bad_input_is_400_and_batch_neighbour_succeeds.shared
-    assert shared and any(shared), f"bad and good requests never met in one batch: {shared}"
+def test_bad_and_good_requests_in_one_batch(rest, one_per_class, worker_pid):
+    """All bad cases at once beside good ones: they land in shared batches, and only the bad ones fail."""
+    good_path, truth = one_per_class[0]
+    calls = [lambda p=p, o=o: rest.predict_raw(p if p is not None else good_path, **o)
+             for p, o, _ in BAD.values()] + [lambda: rest.predict_raw(good_path, topk=1)] * 2
+    results = concurrently(calls)
+    statuses = [status for status, _, _ in results]
+    assert statuses == [400] * len(BAD) + [200, 200], statuses
+    batch_sizes = [int(headers.get("X-SqueezeTime-Batch-Requests", 1)) for _, _, headers in results]
+    assert max(batch_sizes) > 1, f"bad and good requests never met in one batch: {batch_sizes}"
+    assert all(json.loads(body)[0]["label"] == truth for _, body, _ in results[len(BAD):])
 
 
 def test_grpc_bad_input(grpc_client):

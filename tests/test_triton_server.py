@@ -21,7 +21,11 @@ from squeezetime.predict import label_names
 
 pytestmark = pytest.mark.timeout(600)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The server runs the optimised path (BN folded, oneDNN kernels chosen per batch size), the reference runs
+# eager: float32 rounding differs by ~1e-6 relative in the logits (within the golden tolerance), which a
+# peaked softmax turns into up to ~1e-5 absolute. So probabilities agree to 1e-4 relative / 1e-5 absolute.
 ATOL = 1e-5
+RTOL = 1e-4
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +72,7 @@ def in_process(model, clips: np.ndarray):
 
 def assert_same_prediction(served, expected):
     assert [label for label, _ in served] == [label for label, _ in expected]
-    np.testing.assert_allclose([p for _, p in served], [p for _, p in expected], atol=ATOL)
+    np.testing.assert_allclose([p for _, p in served], [p for _, p in expected], atol=ATOL, rtol=RTOL)
 
 
 # -- health and metadata ---------------------------------------------------------------------------------------
@@ -103,7 +107,7 @@ def test_clips_equal_in_process(client, served_model):
     logits, probs = in_process(served_model, clips)
     assert served.logits.shape == logits.shape and served.logits.dtype == np.float32
     np.testing.assert_allclose(served.logits, logits, atol=1e-4, rtol=1e-5)
-    np.testing.assert_allclose(served.probs, probs, atol=ATOL)
+    np.testing.assert_allclose(served.probs, probs, atol=ATOL, rtol=RTOL)
 
 
 def test_videos_equal_predict(client, served_model, demo_videos):
@@ -156,7 +160,7 @@ def test_concurrent_requests_batch(client, served_model, demo_videos):
             assert_same_prediction(top, expected[path])
         for job in clip_jobs:
             i, scores = job.result()
-            np.testing.assert_allclose(scores.probs[0], probs[i], atol=ATOL)
+            np.testing.assert_allclose(scores.probs[0], probs[i], atol=ATOL, rtol=RTOL)
     after = client.batch_sizes()
     batched = {size: after.get(size, 0) - before.get(size, 0) for size in after if size > 1}
     assert sum(batched.values()) > 0, f"no execution with batch size > 1: before {before}, after {after}"
@@ -248,7 +252,7 @@ def test_clip_through_system_shared_memory(client, served_model):
     clips = random_clips(3, seed=9)
     via_shm = client.classify_clips(clips, shared_memory=True)
     _, probs = in_process(served_model, clips)
-    np.testing.assert_allclose(via_shm.probs, probs, atol=ATOL)
+    np.testing.assert_allclose(via_shm.probs, probs, atol=ATOL, rtol=RTOL)
     status = client.client.get_system_shared_memory_status(as_json=True)
     assert not status.get("regions"), "the client left a registered region"
     assert not [p for p in os.listdir("/dev/shm") if p.startswith("squeezetime_")]

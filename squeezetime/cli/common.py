@@ -18,3 +18,13 @@ def load_model(args: argparse.Namespace):
     if getattr(args, "checkpoint", None):
         return squeezetime.load_checkpoint(args.checkpoint, arch=args.arch)
     return squeezetime.demo_model()  # --demo, or nothing given
+
+
+def print_prediction(video: str, top: list[tuple[str, float]], as_json: bool) -> None:
+    """One line per video: ``VIDEO: label (p), ...`` or a JSON object."""
+    import json
+
+    if as_json:
+        print(json.dumps({"video": video, "labels": [{"label": l, "probability": p} for l, p in top]}))
+    else:
+        print(f"{video}: " + ", ".join(f"{label} ({prob:.3f})" for label, prob in top))

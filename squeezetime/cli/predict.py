@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from .common import add_model_options, load_model
+from .common import add_model_options, load_model, print_prediction
 
 
 def register(sub) -> None:
@@ -33,8 +32,5 @@ def run(args: argparse.Namespace) -> int:
             failures += 1
             print(f"error: {path}: {e}", file=sys.stderr)
             continue
-        if args.json:
-            print(json.dumps({"video": path, "labels": [{"label": l, "probability": p} for l, p in top]}))
-        else:
-            print(f"{path}: " + ", ".join(f"{label} ({prob:.3f})" for label, prob in top))
+        print_prediction(path, top, args.json)
     return 1 if failures else 0

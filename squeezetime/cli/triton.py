@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import tempfile
+
+from .common import print_prediction
 
 
 def register(sub) -> None:
@@ -144,10 +145,7 @@ def run_client(args: argparse.Namespace) -> int:
                 failures += 1
                 print(f"error: {path}: {e}", file=sys.stderr)
                 continue
-            if args.json:
-                print(json.dumps({"video": path, "labels": [{"label": l, "probability": p} for l, p in top]}))
-            else:
-                print(f"{path}: " + ", ".join(f"{label} ({prob:.3f})" for label, prob in top))
+            print_prediction(path, top, args.json)
     return 1 if failures else 0
 
 

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from importlib import resources
 from pathlib import Path
 
 from .archive import archive_model_name
+from ..ports import free_ports as free_loopback_ports, port_in_use
 
 DEFAULT_PORTS = {"inference": 8080, "management": 8081, "metrics": 8082, "grpc": 7070, "grpc_management": 7071}
 DEFAULT_MAX_REQUEST_SIZE = 64 * 1024 * 1024
@@ -111,33 +111,9 @@ def render_config(values: dict, template: str | None = None) -> str:
     return "\n".join(out) + "\n"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def free_ports() -> dict:
-    socks = []
-    try:
-        for _ in DEFAULT_PORTS:
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return {name: s.getsockname()[1] for name, s in zip(DEFAULT_PORTS, socks)}
-    finally:
-        for s in socks:
-            s.close()
-
-
-def _port_busy(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
+    """A free loopback port for each of TorchServe's endpoints."""
+    return free_loopback_ports(list(DEFAULT_PORTS))
 
 
 def _alive(pgid: int) -> bool:
@@ -223,7 +199,7 @@ def start(model_store: str | os.PathLike, *, models: dict[str, str] | None = Non
         raise TorchServeError(f"a TorchServe from {run} is already running (pid {previous.pid}); "
                               f"`squeezetime torchserve stop --run-dir {run}` first")
     ports = {**DEFAULT_PORTS, **(ports or {})}
-    busy = [f"{name} {port}" for name, port in ports.items() if _port_busy(port)]
+    busy = [f"{name} {port}" for name, port in ports.items() if port_in_use(port)]
     if busy:
         raise TorchServeError(f"port(s) already in use on 127.0.0.1: {', '.join(busy)}")
     if (run / "logs").exists():  # keep the previous run's logs once; start with empty ones

@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import SqueezeTimeError
+from ..ports import free_port, port_in_use
 
 ENV_BINARY = "SQUEEZETIME_TRITONSERVER"
 SHM_PREFIX = "triton_python_backend_shm_region_"
@@ -111,21 +111,6 @@ def find_tritonserver(binary: str | os.PathLike | None = None) -> TritonInstall:
                             "(pip install 'squeezetime[serve]', or `make triton-setup` which fills .venv-triton); on "
                             f"a GPU host use the NGC container or put tritonserver on PATH; or set ${ENV_BINARY}. "
                             "Tried: " + "; ".join(tried))
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-            return True
-        except OSError:
-            return False
 
 
 def remove_shm_regions(prefix: str) -> list[str]:
@@ -280,7 +265,7 @@ class TritonServer:
         if self.process is not None:
             return self
         for name, port in (("gRPC", self.grpc_port), ("HTTP", self.http_port), ("metrics", self.metrics_port)):
-            if not _port_free(self.host, port):
+            if port_in_use(port, self.host):
                 raise TritonServerError(f"{name} port {self.host}:{port} is already in use")
         self.check_python()
         self._log_file = open(self.log_path, "wb")
