@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         model = squeezetime.create_model(args.arch, **kwargs).eval()
         name = f"{args.arch} (random weights{', width x%g' % args.width if args.width else ''})"
     else:
-        model, name = squeezetime.demo_model(), "demo (SqueezeTime-50 x1/8, 8 classes)"
+        model, name = squeezetime.demo_model(), "demo (SqueezeTime-50 x1/4, 8 classes)"
     report = run_benchmark(model, out=args.out, concurrencies=[int(c) for c in args.concurrency.split(",")],
                            requests_per_level=args.requests, video_requests_per_level=args.video_requests,
                            views=args.views, dtype=args.dtype, max_batch_size=args.max_batch_size,
