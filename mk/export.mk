@@ -26,7 +26,7 @@ TEST_DEPS += $(EXPORT_TRT_STAMP) $(EXPORT_TRITON_STAMP)
 
 # Converter coverage of the serving graph (proxy, no GPU): prints JSON, exit 0 only at 100 % in one block.
 trt-coverage: setup $(EXPORT_TRT_STAMP)
-	PYTHONPATH=$(CURDIR) $(EXPORT_TRT_VENV)/bin/python scripts/trt_coverage.py --json build/trt_coverage.json
+	SQUEEZETIME_DISABLE_EXT=1 PYTHONPATH=$(CURDIR) $(EXPORT_TRT_VENV)/bin/python scripts/trt_coverage.py --json build/trt_coverage.json
 
 # On a GPU machine with Torch-TensorRT (pip install -e '.[tensorrt]'): build the engine, check it against
 # eager, measure clips/s; prints JSON. PYTHON_GPU picks the interpreter (default: the current python3).

@@ -22,6 +22,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from ..models.registry import MEAN, STD
 from ..models.squeezetime import (BasicBlock, Bottleneck, ChannelTimeLearning, InterTemporalObjectInteraction,
                                   SqueezeTime, SqueezeTimeNet, TemporalGate, resize_pos_embed)
+from ..optimize import bn_affine
 
 INPUT_NAME = "CLIP"
 OUTPUT_NAMES = ("LOGITS", "PROBS")
@@ -36,11 +37,6 @@ def _fold_conv_bn(parent: nn.Module, conv_name: str, bn_name: str) -> None:
     setattr(parent, bn_name, nn.Identity())
 
 
-def _bn_affine(bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    return scale, bn.bias - bn.running_mean * scale
-
-
 @torch.no_grad()
 def _fold_ctl_bn(ctl: ChannelTimeLearning, bn: nn.BatchNorm2d) -> None:
     """bn(temporal(g*x) + short(x) * s) = scale*temporal(g*x) + shift + (scale*short(x)) * s.
@@ -48,7 +44,7 @@ def _fold_ctl_bn(ctl: ChannelTimeLearning, bn: nn.BatchNorm2d) -> None:
     The scale goes into both branches' weights (and the short branch's bias); the shift becomes the bias
     of the temporal 1x1 convolution, which has none.
     """
-    scale, shift = _bn_affine(bn)
+    scale, shift = (t.to(bn.weight.dtype) for t in bn_affine(bn))
     t = ctl.temporal_conv
     folded = nn.Conv2d(t.in_channels, t.out_channels, 1, bias=True).to(t.weight)
     folded.weight.copy_(t.weight * scale.view(-1, 1, 1, 1))
