@@ -20,6 +20,34 @@ def load_model(args: argparse.Namespace):
     return squeezetime.demo_model()  # --demo, or nothing given
 
 
+def classify_videos(videos: list[str], classify, as_json: bool, fatal: tuple = (), progress: bool = False) -> int:
+    """Print one prediction line per video, or one ``error: VIDEO: reason`` line for a video that fails.
+
+    Returns the exit status: 0 all classified, 1 some failed, 2 a ``fatal`` error stopped the run
+    (e.g. the server went away).
+    """
+    import sys
+
+    from tqdm import tqdm
+
+    from ..errors import SqueezeTimeError
+
+    failures = 0
+    for path in tqdm(videos, desc="classify", unit="video", disable=not progress or len(videos) < 2,
+                     file=sys.stderr):
+        try:
+            top = classify(path)
+        except fatal as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        except SqueezeTimeError as e:
+            failures += 1
+            print(f"error: {path}: {e}", file=sys.stderr)
+            continue
+        print_prediction(path, top, as_json)
+    return 1 if failures else 0
+
+
 def print_prediction(video: str, top: list[tuple[str, float]], as_json: bool) -> None:
     """One line per video: ``VIDEO: label (p), ...`` or a JSON object."""
     import json

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from .common import add_model_options, load_model, print_prediction
+from .common import add_model_options, classify_videos, load_model
 
 
 def register(sub) -> None:
@@ -19,18 +18,9 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     import squeezetime
 
     model = load_model(args)
-    failures = 0
-    for path in tqdm(args.videos, desc="predict", unit="video", disable=len(args.videos) < 2, file=sys.stderr):
-        try:
-            top = squeezetime.predict(model, path, views=args.views, topk=args.topk)
-        except squeezetime.SqueezeTimeError as e:
-            failures += 1
-            print(f"error: {path}: {e}", file=sys.stderr)
-            continue
-        print_prediction(path, top, args.json)
-    return 1 if failures else 0
+    return classify_videos(args.videos, lambda path: squeezetime.predict(model, path, views=args.views,
+                                                                         topk=args.topk),
+                           args.json, progress=True)

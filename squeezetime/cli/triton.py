@@ -6,7 +6,7 @@ import signal
 import sys
 import tempfile
 
-from .common import print_prediction
+from .common import classify_videos
 
 
 def register(sub) -> None:
@@ -133,20 +133,9 @@ def run_client(args: argparse.Namespace) -> int:
     except (TritonUnavailable, squeezetime.SqueezeTimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    failures = 0
     with client:
-        for path in args.videos:
-            try:
-                top = client.classify(path, views=args.views, topk=args.topk)
-            except TritonUnavailable as e:
-                print(f"error: {e}", file=sys.stderr)
-                return 2
-            except squeezetime.SqueezeTimeError as e:
-                failures += 1
-                print(f"error: {path}: {e}", file=sys.stderr)
-                continue
-            print_prediction(path, top, args.json)
-    return 1 if failures else 0
+        return classify_videos(args.videos, lambda path: client.classify(path, views=args.views, topk=args.topk),
+                               args.json, fatal=(TritonUnavailable,))
 
 
 __all__ = ["register"]
