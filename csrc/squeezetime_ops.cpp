@@ -10,4 +10,9 @@ TORCH_LIBRARY(squeezetime, m) {
   m.def(
       "ctl_combine(Tensor temporal, Tensor short, Tensor glo, Tensor scale, Tensor shift, "
       "Tensor? residual, bool relu) -> Tensor");
+  // The temporal gate of a CTL module applied to its input: x * g[n, c], g = sigmoid(w2 @ relu(w1 @ mean_hw(x) + b1)).
+  m.def("gate_scale(Tensor x, Tensor w1, Tensor b1, Tensor w2) -> Tensor");
+  // float32 NCHW -> channels-last float32 or bfloat16, one tiled pass (the network's input).
+  m.def("to_channels_last(Tensor x, ScalarType dtype) -> Tensor");
+  m.def("to_channels_last.out(Tensor x, *, Tensor(a!) out) -> Tensor(a!)");
 }

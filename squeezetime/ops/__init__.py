@@ -2,6 +2,10 @@
 
     squeeze_time(frames, mean, std)  uint8 (N, T, H, W, 3) -> normalised float32 (N, 3*T, H, W), channel c*T + t
     ctl_combine(temporal, short, glo, scale, shift, residual=None, relu=False)
+    gate_scale(x, w1, b1, w2)  x * sigmoid(w2 @ relu(w1 @ mean_hw(x) + b1)) per (n, c): a CTL module's temporal
+        gate applied to its input (CPU kernel, float32 and bfloat16; reference elsewhere)
+    to_channels_last(x, dtype) / to_channels_last.out(x, *, out)  float32 NCHW -> channels-last float32 or
+        bfloat16 in one tiled pass (CPU; the network's input, its largest tensor)
         scale[c] * (temporal + short * sigmoid(glo)) + shift[c] (+ residual) (ReLU): the end of a CTL module
         and the batch norm after it, in one pass.
 
@@ -21,9 +25,9 @@ import torch
 from torch import Tensor
 
 from ..models.registry import MEAN, STD
-from .reference import ctl_combine_reference, squeeze_time_reference
+from .reference import ctl_combine_reference, gate_scale_reference, squeeze_time_reference
 
-__all__ = ["ctl_combine", "ctl_combine_reference", "cuda_extension_available", "extension_available",
+__all__ = ["has_kernel", "ctl_combine", "ctl_combine_reference", "gate_scale", "gate_scale_reference", "cuda_extension_available", "extension_available",
            "extension_error", "squeeze_time", "squeeze_time_reference"]
 
 _state: dict = {}
@@ -76,6 +80,15 @@ def extension_error() -> str | None:
     return _load()["error"]
 
 
+def has_kernel(name: str) -> bool:
+    """True when the built extension has the CPU operator ``name`` (one built before it existed lacks it)."""
+    state = _load()
+    key = "has_" + name
+    if key not in state:
+        state[key] = bool(state["cpu"]) and hasattr(torch.ops.squeezetime, name)
+    return state[key]
+
+
 def _use_kernel(device: torch.device) -> bool:
     state = _load()
     return state["cpu"] if device.type == "cpu" else (device.type == "cuda" and state["cuda"])
@@ -94,3 +107,10 @@ def ctl_combine(temporal: Tensor, short: Tensor, glo: Tensor, scale: Tensor, shi
     if _use_kernel(temporal.device):
         return torch.ops.squeezetime.ctl_combine(temporal, short, glo, scale, shift, residual, relu)
     return ctl_combine_reference(temporal, short, glo, scale, shift, residual, relu)
+
+
+def gate_scale(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor) -> Tensor:
+    """``x * sigmoid(w2 @ relu(w1 @ mean_hw(x) + b1))[n, c]`` in one call (the kernel exists on CPU only)."""
+    if has_kernel("gate_scale") and x.device.type == "cpu":
+        return torch.ops.squeezetime.gate_scale(x, w1, b1, w2)
+    return gate_scale_reference(x, w1, b1, w2)

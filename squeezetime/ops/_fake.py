@@ -32,3 +32,15 @@ def register() -> None:
             torch._check(x.dtype == temporal.dtype, lambda: "ctl_combine: all inputs must have temporal's dtype")
         fmt = torch.channels_last if choose_nhwc(ins) else torch.contiguous_format
         return torch.empty(temporal.shape, dtype=temporal.dtype, device=temporal.device, memory_format=fmt)
+
+    @torch.library.register_fake("squeezetime::gate_scale")
+    def _gate_scale_fake(x, w1, b1, w2):
+        torch._check(x.dim() == 4, lambda: "gate_scale: x must be (N, C, H, W)")
+        nhwc = x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        fmt = torch.channels_last if nhwc else torch.contiguous_format
+        return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=fmt)
+
+    @torch.library.register_fake("squeezetime::to_channels_last")
+    def _to_channels_last_fake(x, dtype):
+        torch._check(x.dim() == 4 and x.dtype == torch.float32, lambda: "to_channels_last: x must be float32 NCHW")
+        return torch.empty(x.shape, dtype=dtype, device=x.device, memory_format=torch.channels_last)

@@ -37,3 +37,10 @@ def ctl_combine_reference(temporal: Tensor, short: Tensor, glo: Tensor, scale: T
     if relu:
         y = torch.relu(y)
     return y.to(dtype)
+
+
+def gate_scale_reference(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor) -> Tensor:
+    """``x * g[n, c]`` with ``g = sigmoid(w2 @ relu(w1 @ mean_hw(x) + b1))`` (gate in float32, x's dtype out)."""
+    m = x.float().mean((2, 3))
+    g = torch.sigmoid(torch.relu(m @ w1.float().t() + b1.float()) @ w2.float().t())
+    return (x.float() * g[:, :, None, None]).to(x.dtype)

@@ -3,18 +3,27 @@
 What it does to the (bit-faithful, eval-mode) network, without changing its forward signature:
 - every batch norm folded: into the preceding convolution (stem, 1x1s, shortcut, strided downsample, the
   global branch of each IOI module, the temporal gate's first 1x1) or, for the one after each CTL module,
-  into the fused ``ctl_combine`` operator (with the block's residual and ReLU where they follow);
-- the temporal gate folded into the weights of the 1x1 temporal convolution per sample (a batched matmul
-  instead of scaling the input), and, at batch 1, into the weights of the global branch's first conv;
+  into its short and temporal convolutions (scale into both, shift into the temporal one's bias);
+- the temporal gate applied to the input once (the gated input feeds the temporal 1x1 conv and the global
+  branch); on CPU (fused=True) the gate and that product are one operator (``ops.gate_scale``), the CTL
+  module's tail (sigmoid, product, sum, ReLU) runs as oneDNN post-ops of its convolutions, the bottleneck's
+  residual add + ReLU as the in-place sum post-op of its last conv, and the positional embedding as a cached
+  constant added to the 7x7 convolution's output (the conv of the embedding, by linearity);
 - positional embeddings resized once per input size and cached;
-- channels-last memory (the fast layout of oneDNN convolutions on CPU and of cuDNN on tensor cores);
+- channels-last memory (the fast layout of oneDNN convolutions on CPU and of cuDNN on tensor cores); on CPU
+  the input clip is converted by a tiled kernel (``ops.to_channels_last``) one clip at a time, into a reused
+  per-thread buffer;
 - optionally ``torch.compile`` on top (the fake kernels make the custom operators traceable).
 
-``fused=False`` builds the same graph with the eager reference of ``ctl_combine`` instead of the extension
-(for ablation and for machines without the extension). ``dtype=torch.bfloat16`` (CPU) or ``torch.float16``
-(CUDA) runs the network in reduced precision and returns float32 logits.
+``fused=False`` builds the same graph without the extension's operators (the CTL tail through the eager
+reference of ``ctl_combine``, ATen for the gate and the input conversion), for ablation and for machines
+without the extension; the traced paths (torch.compile, torch.export) use ``ctl_combine`` for the tail.
+``dtype=torch.bfloat16`` (CPU) or ``torch.float16`` (CUDA) runs the network in reduced precision and
+returns float32 logits.
 """
 from __future__ import annotations
+
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +52,25 @@ def _mkldnn_usable() -> bool:
             and hasattr(mk, "_reorder_convolution_weight"))
 
 
+_buffers = threading.local()
+
+
+def _input_buffer(shape: tuple, dtype) -> Tensor:
+    """A channels-last CPU tensor of this shape and dtype, one per thread, reused across calls (a fresh one
+    of a clip's size costs page faults on every call)."""
+    cache = getattr(_buffers, "cache", None)
+    if cache is None:
+        cache = _buffers.cache = {}
+    key = (shape, dtype)
+    buf = cache.get(key)
+    if buf is None:
+        if len(cache) >= 4:
+            cache.clear()
+        with torch.inference_mode(False):  # a normal tensor: writable inside and outside inference mode
+            buf = cache[key] = torch.empty(shape, dtype=dtype, memory_format=torch.channels_last)
+    return buf
+
+
 class FoldedConv(nn.Module):
     """conv (+ folded batch norm) (+ ReLU) (+ residual add then ReLU, ``forward_add_relu``).
 
@@ -51,15 +79,16 @@ class FoldedConv(nn.Module):
     devices or without oneDNN, the same maths runs through F.conv2d.
     """
 
-    def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d | None, relu: bool, dtype, prepack: bool = False):
+    def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d | None, relu: bool, dtype, prepack: bool = False,
+                 affine: tuple[Tensor, Tensor] | None = None):
         super().__init__()
         w = conv.weight.double()
         b = conv.bias.double() if conv.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
-        if bn is not None:
-            scale, shift = bn_affine(bn)
+        for scale, shift in ([bn_affine(bn)] if bn is not None else []) + ([affine] if affine is not None else []):
             w, b = w * scale.view(-1, 1, 1, 1), b * scale + shift
         self.weight, self.bias = _frozen(w, dtype), _frozen(b, dtype)
         self.stride, self.padding, self.groups, self.relu = conv.stride, conv.padding, conv.groups, relu
+        self._pad, self._str = list(conv.padding), list(conv.stride)  # the oneDNN ops' int[] arguments
         self.prepack = prepack and _mkldnn_usable()
         self._packs: dict = {}  # input shape -> weights packed for it (oneDNN picks the layout per shape)
 
@@ -74,29 +103,54 @@ class FoldedConv(nn.Module):
             if len(self._packs) >= 16:  # bounded: many input sizes fall back to repacking
                 self._packs.clear()
             packed = torch.ops.mkldnn._reorder_convolution_weight(
-                self.weight, list(self.padding), list(self.stride), [1, 1], self.groups, list(x.shape))
+                self.weight, self._pad, self._str, [1, 1], self.groups, list(x.shape))
             self._packs[key] = packed
         return packed
 
+    def packed(self, x: Tensor, unary: str) -> Tensor:
+        """unary(conv(x)) with the pre-packed weights (``_use_packed(x)`` must hold)."""
+        return torch.ops.mkldnn._convolution_pointwise.default(
+            x, self._pack_for(x), self.bias, self._pad, self._str, [1, 1], self.groups, unary, [], "")
+
+    def packed_binary(self, x: Tensor, other: Tensor, binary: str, unary: str) -> Tensor:
+        """unary(binary(conv(x), other)) into a new tensor (oneDNN post-ops), with the pre-packed weights."""
+        return torch.ops.mkldnn._convolution_pointwise.binary(
+            x, other, self._pack_for(x), self.bias, self._pad, self._str, [1, 1], self.groups,
+            binary, 1.0, None if unary == "none" else unary, [], None)
+
+    def packed_into(self, other: Tensor, x: Tensor, binary: str, unary: str) -> Tensor:
+        """other = unary(binary(conv(x), other)), in place (oneDNN post-ops), with the pre-packed weights."""
+        return torch.ops.mkldnn._convolution_pointwise_.binary(
+            other, x, self._pack_for(x), self.bias, self._pad, self._str, [1, 1], self.groups,
+            binary, 1.0, None if unary == "none" else unary, [], None)
+
     def forward(self, x: Tensor) -> Tensor:
         if self._use_packed(x):
-            return torch.ops.mkldnn._convolution_pointwise(
-                x, self._pack_for(x), self.bias, list(self.padding), list(self.stride), [1, 1], self.groups,
-                "relu" if self.relu else "none", [], "")
+            return self.packed(x, "relu" if self.relu else "none")
         y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, 1, self.groups)
         return F.relu(y) if self.relu else y
 
-    def forward_add_relu(self, x: Tensor, other: Tensor) -> Tensor:
-        """relu(conv(x) + other): the last conv of a bottleneck with its residual and ReLU."""
+    def forward_add_relu(self, x: Tensor, other: Tensor, inplace: bool = False) -> Tensor:
+        """relu(conv(x) + other): the last conv of a bottleneck with its residual and ReLU. inplace: into
+        ``other`` (oneDNN's sum post-op, much faster than its binary add), for a residual no longer needed."""
         if self._use_packed(x) and other.dtype == x.dtype and other.is_contiguous(memory_format=torch.channels_last):
-            return torch.ops.mkldnn._convolution_pointwise.binary(
-                x, other, self._pack_for(x), self.bias, list(self.padding), list(self.stride), [1, 1], self.groups,
-                "add", 1.0, "relu", [], "")
+            if inplace:
+                return self.packed_into(other, x, "add", "relu")
+            return self.packed_binary(x, other, "add", "relu")
         return F.relu(F.conv2d(x, self.weight, self.bias, self.stride, self.padding, 1, self.groups) + other)
 
 
 class OptimizedCTL(nn.Module):
-    """A CTL module and the batch norm after it: y = bn(temporal(g*x) + short(x) * sigmoid(global(g*x)))."""
+    """A CTL module and the batch norm after it: y = bn(temporal(g*x) + short(x) * sigmoid(global(g*x))).
+
+    The batch norm's scale goes into the short conv's weights (it commutes with the sigmoid product) and its
+    scale and shift into the temporal 1x1 conv's, so the module ends in ``temporal' + short' * sigmoid(glo)``
+    (+ residual) (ReLU). On CPU with pre-packed weights (fused=True) that tail is three oneDNN convolutions
+    with post-ops and no separate pass: glo6 with a sigmoid, short with a multiply by that, temporal
+    accumulated into the product in place (oneDNN's sum post-op) with the ReLU. The positional embedding added
+    before the 7x7 conv becomes, by linearity, the 7x7 conv of the embedding (a constant, cached per input
+    size) added as that conv's post-op; the gate and its product with x are one call (``ops.gate_scale``).
+    """
 
     def __init__(self, ctl: ChannelTimeLearning, bn: nn.BatchNorm2d, dtype, fused: bool, prepack: bool = False):
         super().__init__()
@@ -105,16 +159,22 @@ class OptimizedCTL(nn.Module):
         self.gate_w1 = _frozen(gate[1].weight.double().flatten(1) * s1[:, None], dtype)
         self.gate_b1 = _frozen(b1, dtype)
         self.gate_w2 = _frozen(gate[4].weight.flatten(1), dtype)
-        self.temporal_w = _frozen(ctl.temporal_conv.weight.flatten(1), dtype)  # (Cout, Cin)
-        self.short = FoldedConv(ioi.short_conv, None, False, dtype, prepack)
+        # float32 for the fused gate_scale kernel (it computes the gate in float32), shared when dtype is float32
+        self._gate_f32 = tuple(t.detach() if dtype == torch.float32 else t.detach().float()
+                               for t in (self.gate_w1, self.gate_b1, self.gate_w2))
+        scale, shift = bn_affine(bn)
+        self.temporal = FoldedConv(ctl.temporal_conv, None, False, dtype, prepack, affine=(scale, shift))
+        self.short = FoldedConv(ioi.short_conv, None, False, dtype, prepack, affine=(scale, torch.zeros_like(shift)))
         self.glo0 = FoldedConv(ioi.glo_conv[0], ioi.glo_conv[1], True, dtype, prepack)
         self.glo3 = FoldedConv(ioi.glo_conv[3], ioi.glo_conv[4], True, dtype, prepack)
         self.glo6 = FoldedConv(ioi.glo_conv[6], None, False, dtype, prepack)
         self.pos_embed = _frozen(ioi.pos_embed, torch.float32)
-        scale, shift = bn_affine(bn)
-        self.scale, self.shift = _frozen(scale, torch.float32), _frozen(shift, torch.float32)
+        # the batch norm is in the convolutions: ctl_combine (unpacked paths) runs with unit scale, zero shift
+        self.scale = _frozen(torch.ones_like(scale), torch.float32)
+        self.shift = _frozen(torch.zeros_like(shift), torch.float32)
         self.fused = fused
         self._pos_cache: dict = {}
+        self._pos_conv_cache: dict = {}
 
     def pos(self, like: Tensor) -> Tensor:
         """The positional embedding at the feature map's size, resized once per (size, dtype, device)."""
@@ -127,25 +187,42 @@ class OptimizedCTL(nn.Module):
                 self._pos_cache[key] = p.contiguous(memory_format=torch.channels_last)
         return self._pos_cache[key]
 
+    def pos_conv(self, like: Tensor) -> Tensor:
+        """glo3's convolution (no bias) of the positional embedding, expanded to like's batch: cached."""
+        key = (tuple(like.shape), like.dtype, like.device)
+        p = self._pos_conv_cache.get(key)
+        if p is None:
+            if len(self._pos_conv_cache) >= 16:
+                self._pos_conv_cache.clear()
+            with torch.no_grad():
+                c = self.glo3
+                p = F.conv2d(self.pos(like).double(), c.weight.double(), None, c.stride, c.padding, 1, c.groups)
+                p = p.to(like.dtype).expand(like.shape).contiguous(memory_format=torch.channels_last)
+            self._pos_conv_cache[key] = p
+        return p
+
+    def gate(self, x: Tensor) -> Tensor:
+        """The temporal gate g (N, Cin) of x."""
+        h = torch.addmm(self.gate_b1, x.mean((2, 3)), self.gate_w1.t()).relu_()
+        return torch.mm(h, self.gate_w2.t()).sigmoid_()
+
     def forward(self, x: Tensor, residual: Tensor | None = None, relu: bool = True) -> Tensor:
-        n, cin, h, w = x.shape
-        mean = x.mean((2, 3))
-        g = torch.sigmoid(F.linear(F.relu(F.linear(mean, self.gate_w1, self.gate_b1)), self.gate_w2))  # (N, Cin)
-        # temporal 1x1 conv of the gated input == the input times per-sample weights W * g
-        wt = self.temporal_w.unsqueeze(0) * g.unsqueeze(1)  # (N, Cout, Cin)
-        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-            t = torch.bmm(x.permute(0, 2, 3, 1).reshape(n, h * w, cin), wt.transpose(1, 2))
-            temporal = t.view(n, h, w, -1).permute(0, 3, 1, 2)
+        n, cin = x.shape[:2]
+        packed = self.short._use_packed(x) and x.is_contiguous(memory_format=torch.channels_last)
+        if self.fused and packed:
+            xg = ops.gate_scale(x, *self._gate_f32)
         else:
-            temporal = torch.bmm(wt, x.reshape(n, cin, h * w)).view(n, -1, h, w)
-        if n == 1:  # the gate goes into the global branch's first conv weights too
-            c0 = self.glo0
-            y = F.conv2d(x, c0.weight * g.view(1, cin, 1, 1), c0.bias, c0.stride, c0.padding)
-            y = F.relu(y)
-        else:
-            y = self.glo0(x * g.view(n, cin, 1, 1))
-        y = self.glo6(self.glo3(y + self.pos(y)))
-        short = self.short(x)
+            xg = x * self.gate(x).view(n, cin, 1, 1)
+        if self.fused and packed:
+            y = self.glo0.packed(xg, "relu")
+            y = self.glo3.packed_binary(y, self.pos_conv(y), "add", "relu")
+            out = self.glo6.packed(y, "sigmoid")  # sigmoid(glo)
+            out = self.short.packed_binary(x, out, "mul", "none")  # short' * sigmoid(glo)
+            if residual is not None:
+                out.add_(residual)
+            return self.temporal.packed_into(out, xg, "add", "relu" if relu else "none")
+        y = self.glo6(self.glo3(self.glo0(xg) + self.pos(xg)))
+        temporal, short = self.temporal(xg), self.short(x)
         if self.fused:
             return ops.ctl_combine(temporal, short, y, self.scale, self.shift, residual, relu)
         return ops.ctl_combine_reference(temporal, short, y, self.scale, self.shift, residual, relu)
@@ -172,7 +249,8 @@ class OptimizedBlock(nn.Module):
             x = self.downsample(x)
         residual = x if self.shortcut is None else self.shortcut(x)
         if self.bottleneck:
-            return self.conv3.forward_add_relu(self.ctl(self.conv1(x), relu=True), residual)
+            # the residual (this block's input or its shortcut) is not used after: conv3 accumulates into it
+            return self.conv3.forward_add_relu(self.ctl(self.conv1(x), relu=True), residual, inplace=True)
         return self.ctl2(self.ctl1(x, relu=True), residual=residual, relu=True)
 
 
@@ -202,8 +280,21 @@ class OptimizedSqueezeTime(nn.Module):
         return self.config.get("num_frames", 16)
 
     def features(self, x: Tensor) -> Tensor:
-        x = x.to(self.dtype).contiguous(memory_format=self.memory_format)
-        x = self.blocks(self.maxpool(self.stem(x)))
+        cl = torch.channels_last
+        if (self.fused and self.memory_format == cl and self.stem._use_packed(x) and x.dtype == torch.float32
+                and ops.has_kernel("to_channels_last")):
+            # the input is the network's largest tensor: converted to channels-last by a tiled kernel, one clip
+            # at a time (a whole batch is a fresh allocation of tens of MB, page-faulted on every call), and
+            # each clip goes through the stem and the max-pool (which divide its size by 16) before the next
+            # into a per-thread buffer reused from call to call (the stem's output is a new tensor)
+            buf = _input_buffer((1,) + tuple(x.shape[1:]), self.dtype)
+            parts = [self.maxpool(self.stem(torch.ops.squeezetime.to_channels_last(x[i:i + 1], out=buf)))
+                     for i in range(x.shape[0])]
+            x = parts[0] if len(parts) == 1 else torch.cat(parts)
+            x = x if x.is_contiguous(memory_format=cl) else x.contiguous(memory_format=cl)
+        else:
+            x = self.maxpool(self.stem(x.to(dtype=self.dtype, memory_format=self.memory_format)))
+        x = self.blocks(x)
         if self.time_steps_out:
             n, _, h, w = x.shape
             x = x.contiguous().reshape(n, -1, self.time_steps_out, h, w)
