@@ -14,6 +14,19 @@
 namespace squeezetime {
 namespace cpu {
 
+// Dot product with 16 independent partial sums: vectorisable without reassociating a single float sum
+// (which the compiler may not do under strict IEEE semantics: one scalar chain ran at ~4 GFLOP/s).
+static inline float dot(const float* __restrict__ a, const float* __restrict__ b, int64_t len) {
+  float part[16] = {0.f};
+  int64_t k = 0;
+  for (; k + 16 <= len; k += 16)
+    for (int j = 0; j < 16; ++j) part[j] += a[k + j] * b[k + j];
+  float acc = 0.f;
+  for (; k < len; ++k) acc += a[k] * b[k];
+  for (int j = 0; j < 16; ++j) acc += part[j];
+  return acc;
+}
+
 template <typename T>
 static void gate_scale_impl(const at::Tensor& x, const float* w1, const float* b1, const float* w2, at::Tensor& out,
                             bool nhwc) {
@@ -48,26 +61,20 @@ static void gate_scale_impl(const at::Tensor& x, const float* w1, const float* b
       }
     });
   }
-  // 2. hid = relu(w1 @ mean + b1); g = sigmoid(w2 @ hid): rows in parallel
-  at::parallel_for(0, n * c, 64, [&](int64_t b, int64_t e) {
+  // 2. hid = relu(w1 @ mean + b1); g = sigmoid(w2 @ hid): rows in parallel, ~64K multiply-adds per task at
+  // least (a small gate runs inline: waking the thread team costs more than the work)
+  const int64_t grain = std::max<int64_t>(16, 65536 / std::max<int64_t>(c, 1));
+  at::parallel_for(0, n * c, grain, [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
       const int64_t ni = r / c, o = r % c;
-      const float* wr = w1 + o * c;
-      const float* m = mean.data() + ni * c;
-      float acc = 0.f;
-      for (int64_t k = 0; k < c; ++k) acc += wr[k] * m[k];
-      acc += b1[o];
+      const float acc = dot(w1 + o * c, mean.data() + ni * c, c) + b1[o];
       hid[r] = acc > 0.f ? acc : 0.f;
     }
   });
-  at::parallel_for(0, n * c, 64, [&](int64_t b, int64_t e) {
+  at::parallel_for(0, n * c, grain, [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
       const int64_t ni = r / c, o = r % c;
-      const float* wr = w2 + o * c;
-      const float* hh = hid.data() + ni * c;
-      float acc = 0.f;
-      for (int64_t k = 0; k < c; ++k) acc += wr[k] * hh[k];
-      g[r] = fast_sigmoid(acc);
+      g[r] = fast_sigmoid(dot(w2 + o * c, hid.data() + ni * c, c));
     }
   });
   // 3. xg = x * g
