@@ -186,3 +186,86 @@ print(m(torch.randn(1, 3, 16, 32, 32)).shape)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("extension not built, using pure-PyTorch path") == 1, proc.stderr
     assert "torch.Size([1, 400])" in proc.stdout
+
+
+# -- gate_scale: a CTL module's temporal gate applied to its input, in one call (CPU kernel) ---------------------
+def gate_inputs(shape, dtype, memory_format=torch.contiguous_format, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    c = shape[1]
+    x = torch.randn(shape, generator=g).to(dtype).contiguous(memory_format=memory_format)
+    w1, w2 = (torch.randn(c, c, generator=g) / c ** 0.5 for _ in range(2))
+    return x, w1, torch.randn(c, generator=g), w2
+
+
+@pytest.mark.parametrize("dtype", DTYPES["cpu"])
+@pytest.mark.parametrize("shape", [(1, 64, 56, 56), (3, 17, 5, 9), (2, 512, 7, 7), (1, 1, 1, 1)])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_gate_scale_matches_reference(dtype, shape, memory_format):
+    x, w1, b1, w2 = gate_inputs(shape, dtype, memory_format)
+    out = torch.ops.squeezetime.gate_scale(x, w1, b1, w2)
+    expected = ops.gate_scale_reference(x, w1, b1, w2)
+    assert out.dtype == dtype and out.shape == x.shape
+    torch.testing.assert_close(out, expected, **TOL[dtype])
+
+
+def test_gate_scale_is_the_ctl_gate():
+    """Against the model's own TemporalGate (BN folded into the first 1x1 weight and a bias)."""
+    from squeezetime.models.squeezetime import TemporalGate
+    from squeezetime.optimize import bn_affine
+
+    gate = TemporalGate(24).eval()
+    torch.nn.init.normal_(gate[2].running_mean)
+    torch.nn.init.uniform_(gate[2].running_var, 0.5, 2.0)
+    x = torch.randn(2, 24, 9, 11)
+    scale, shift = (t.float() for t in bn_affine(gate[2]))
+    w1 = gate[1].weight[:, :, 0, 0] * scale[:, None]
+    out = ops.gate_scale(x, w1, shift, gate[4].weight[:, :, 0, 0])
+    with torch.no_grad():
+        torch.testing.assert_close(out, x * gate(x), rtol=1e-5, atol=1e-5)
+
+
+def test_gate_scale_non_contiguous_input():
+    x, w1, b1, w2 = gate_inputs((2, 16, 12, 12), torch.float32)
+    view = x[:, :, ::2, 1:]
+    assert not view.is_contiguous()
+    torch.testing.assert_close(torch.ops.squeezetime.gate_scale(view, w1, b1, w2),
+                               ops.gate_scale_reference(view, w1, b1, w2), **TOL[torch.float32])
+
+
+def test_gate_scale_errors_are_clear():
+    x, w1, b1, w2 = gate_inputs((1, 8, 4, 4), torch.float32)
+    with pytest.raises(RuntimeError, match="float32 or bfloat16"):
+        torch.ops.squeezetime.gate_scale(x.double(), w1, b1, w2)
+    with pytest.raises(RuntimeError, match=r"\(N, C, H, W\)"):
+        torch.ops.squeezetime.gate_scale(x[0], w1, b1, w2)
+    with pytest.raises(RuntimeError, match=r"\(C, C\)"):
+        torch.ops.squeezetime.gate_scale(x, w1[:4], b1, w2)
+
+
+# -- to_channels_last: the network input's layout change, one tiled pass (CPU kernel) ---------------------------
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(1, 48, 224, 224), (3, 5, 17, 33), (2, 1, 1, 1)])
+def test_to_channels_last_matches_aten(dtype, shape):
+    x = torch.randn(shape)
+    out = torch.ops.squeezetime.to_channels_last(x, dtype)
+    assert out.dtype == dtype and out.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(out, x.to(dtype).contiguous(memory_format=torch.channels_last))
+
+
+def test_to_channels_last_into_a_reused_buffer_and_errors():
+    x = torch.randn(2, 6, 7, 9)
+    out = torch.empty_like(x, memory_format=torch.channels_last)
+    result = torch.ops.squeezetime.to_channels_last.out(x[:, :, :, :], out=out)
+    assert result.data_ptr() == out.data_ptr() and torch.equal(out, x)
+    with pytest.raises(RuntimeError, match="float32"):
+        torch.ops.squeezetime.to_channels_last(x.double(), torch.float32)
+    with pytest.raises(RuntimeError, match="channels-last"):
+        torch.ops.squeezetime.to_channels_last.out(x, out=torch.empty_like(x))
+
+
+def test_new_operators_have_fake_kernels():
+    x, w1, b1, w2 = gate_inputs((2, 8, 5, 5), torch.float32)
+    with torch._subclasses.fake_tensor.FakeTensorMode() as mode:
+        fx, fw1, fb1, fw2 = (mode.from_tensor(t) for t in (x, w1, b1, w2))
+        assert torch.ops.squeezetime.gate_scale(fx, fw1, fb1, fw2).shape == x.shape
+        assert torch.ops.squeezetime.to_channels_last(fx, torch.bfloat16).dtype == torch.bfloat16
