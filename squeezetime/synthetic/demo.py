@@ -1,7 +1,6 @@
 """The demo model: SqueezeTime-50 at 1/4 width, trained on ``squeezetime.synthetic`` (scripts/train_demo.py)."""
 from __future__ import annotations
 
-from functools import lru_cache
 from importlib import resources
 
 from ..models.checkpoint import load_checkpoint
@@ -16,11 +15,6 @@ def demo_checkpoint_path() -> str:
     return str(resources.files("squeezetime.synthetic").joinpath(DEMO_CHECKPOINT))
 
 
-@lru_cache(maxsize=1)
-def _demo_state():
-    return demo_checkpoint_path()
-
-
 def demo_model() -> SqueezeTime:
-    """A fresh copy of the demo model, eval mode, class names attached."""
-    return load_checkpoint(_demo_state())
+    """A fresh copy of the demo model (float32, eval mode, class names attached)."""
+    return load_checkpoint(demo_checkpoint_path())
