@@ -199,3 +199,29 @@ def test_server_healthy_after_everything(torchserve, rest, grpc_client, one_per_
     assert worker_pids(torchserve) == worker_pid, "the worker was restarted"
     path, truth = one_per_class[-1]
     assert rest.predict(path, topk=1)[0]["label"] == truth
+
+
+def test_token_authorisation_for_production(tmp_path, one_per_class, grpc_stub_dir):  # noqa: F811
+    """With token auth on (the production setting), requests without the inference key are refused over
+    REST and gRPC, and the key from key_file.json is accepted."""
+    from squeezetime.serving.torchserve import server
+    from squeezetime.serving.torchserve.archive import ArchiveOptions, build_archive
+    from squeezetime.serving.torchserve.client import GrpcClient, PredictionError, RestClient
+
+    store = tmp_path / "store"
+    build_archive(store, options=ArchiveOptions(batch_size=1, workers=1, threads=2))
+    info = server.start(store, run_dir=tmp_path / "run", ports=server.free_ports(), token_auth=True, timeout=240)
+    try:
+        key = info.keys()["inference"]
+        assert key
+        path, truth = one_per_class[0]
+        status, body, _ = RestClient(info.inference_url).predict_raw(path, topk=1)
+        assert status in (400, 401) and b"Token Authorization failed" in body, (status, body)
+        assert RestClient(info.inference_url, token=key).predict(path, topk=1)[0]["label"] == truth
+        with GrpcClient(info.grpc_address, stub_dir=grpc_stub_dir) as anonymous:
+            with pytest.raises(PredictionError, match="PERMISSION_DENIED: Token Authorization failed"):
+                anonymous.predict(path, topk=1)
+        with GrpcClient(info.grpc_address, stub_dir=grpc_stub_dir, token=key) as client:
+            assert client.predict(path, topk=1)[0]["label"] == truth
+    finally:
+        server.stop(info.run_dir, timeout=60)
