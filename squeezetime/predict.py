@@ -21,15 +21,20 @@ def label_names(model: SqueezeTime) -> list[str]:
 
 
 @torch.inference_mode()
-def clip_probabilities(model: torch.nn.Module, clips, batch_size: int = 8) -> torch.Tensor:
-    """uint8 clips (V, T, H, W, 3) -> mean softmax probability over the V views (mmaction2 'prob' averaging)."""
+def clip_softmax(model: torch.nn.Module, clips, batch_size: int = 8) -> torch.Tensor:
+    """uint8 clips (N, T, H, W, 3) -> per-clip softmax (N, classes), run ``batch_size`` clips at a time."""
     clips = as_uint8_clips(clips, num_frames=getattr(model, "num_frames", 16))
     config = getattr(model, "config", {})
     probs = []
     for start in range(0, clips.shape[0], batch_size):
         x = normalize_clip(clips[start:start + batch_size], config.get("mean", MEAN), config.get("std", STD))
         probs.append(model(x).float().softmax(dim=1))
-    return torch.cat(probs).mean(0)
+    return torch.cat(probs)
+
+
+def clip_probabilities(model: torch.nn.Module, clips, batch_size: int = 8) -> torch.Tensor:
+    """uint8 clips (V, T, H, W, 3) -> mean softmax probability over the V views (mmaction2 'prob' averaging)."""
+    return clip_softmax(model, clips, batch_size).mean(0)
 
 
 def top_k(probabilities: torch.Tensor, names: list[str], topk: int = 5) -> Prediction:

@@ -211,9 +211,6 @@ class OptimizedCTL(nn.Module):
         packed = self.short._use_packed(x) and x.is_contiguous(memory_format=torch.channels_last)
         if self.fused and packed:
             xg = ops.gate_scale(x, *self._gate_f32)
-        else:
-            xg = x * self.gate(x).view(n, cin, 1, 1)
-        if self.fused and packed:
             y = self.glo0.packed(xg, "relu")
             y = self.glo3.packed_binary(y, self.pos_conv(y), "add", "relu")
             out = self.glo6.packed(y, "sigmoid")  # sigmoid(glo)
@@ -221,6 +218,7 @@ class OptimizedCTL(nn.Module):
             if residual is not None:
                 out.add_(residual)
             return self.temporal.packed_into(out, xg, "add", "relu" if relu else "none")
+        xg = x * self.gate(x).view(n, cin, 1, 1)
         y = self.glo6(self.glo3(self.glo0(xg) + self.pos(xg)))
         temporal, short = self.temporal(xg), self.short(x)
         if self.fused:

@@ -23,9 +23,7 @@ from ts.torch_handler.base_handler import BaseHandler
 
 import squeezetime
 from squeezetime.errors import SqueezeTimeError
-from squeezetime.models.registry import MEAN, STD
-from squeezetime.predict import label_names, top_k
-from squeezetime.preprocess import normalize_clip
+from squeezetime.predict import clip_softmax, label_names, top_k
 
 from .inputs import Parsed, parse_request
 
@@ -72,8 +70,6 @@ class SqueezeTimeHandler(BaseHandler):
             raise RuntimeError(f"{serialized}: a backbone-only model cannot be served as a classifier")
         self.names = label_names(model)
         self.num_frames = model.num_frames
-        config = getattr(model, "config", {}) or {}
-        self.mean, self.std = config.get("mean", MEAN), config.get("std", STD)
         self.model, self.path = self._maybe_optimize(model, str(settings.get("optimize", "auto")))
         self.device = torch.device("cpu")
         self.initialized = True
@@ -106,15 +102,9 @@ class SqueezeTimeHandler(BaseHandler):
         return parse_request(request, headers=headers, num_frames=self.num_frames, crop=224, default_views=s["default_views"],
                              default_topk=int(s["default_topk"]), max_clips=int(s["max_clips_per_request"]))
 
-    @torch.inference_mode()
     def probabilities(self, clips: torch.Tensor) -> torch.Tensor:
         """uint8 (N, T, H, W, 3) -> per-clip softmax (N, classes), in chunks of max_clips_per_forward."""
-        step = max(1, int(self.settings["max_clips_per_forward"]))
-        out = []
-        for start in range(0, clips.shape[0], step):
-            x = normalize_clip(clips[start:start + step], self.mean, self.std)
-            out.append(self.model(x).float().softmax(dim=1))
-        return torch.cat(out)
+        return clip_softmax(self.model, clips, max(1, int(self.settings["max_clips_per_forward"])))
 
     def handle(self, data, context):
         start = time.perf_counter()
