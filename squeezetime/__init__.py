@@ -1,12 +1,15 @@
 """SqueezeTime for production: video -> clip -> tensor -> model -> labels.
 
     import squeezetime
-    model = squeezetime.load_checkpoint("squeezetime_k400.pth")
-    squeezetime.predict(model, "video.mp4", views="1x1", topk=5)
+    classifier = squeezetime.load("squeezetime_k400.pth")      # or a model, or "demo"
+    classifier.classify("video.mp4", views="1x1", topk=5)      # [(label, probability), ...]
 """
 from .errors import CheckpointError, InputError, SqueezeTimeError, VideoError
 from .models import CONFIGS, MEAN, STD, SqueezeTime, class_names, create_model, list_models
 from .models.checkpoint import load_checkpoint, save_checkpoint
+from .data_config import DataConfig
+from .backends import BackendError
+from .classifier import DEMO, Classifier, ClipScores, load
 from .optimize import optimize
 from .predict import predict
 from .preprocess import normalize_clip
@@ -21,6 +24,7 @@ def demo_model() -> SqueezeTime:
     return _demo_model()
 
 
-__all__ = ["CONFIGS", "CheckpointError", "InputError", "MEAN", "STD", "SqueezeTime", "SqueezeTimeError",
-           "VideoError", "class_names", "create_model", "demo_model", "list_models", "load_checkpoint",
-           "normalize_clip", "optimize", "predict", "read_video", "sample_clips", "save_checkpoint"]
+__all__ = ["BackendError", "CONFIGS", "CheckpointError", "Classifier", "ClipScores", "DEMO", "DataConfig",
+           "InputError", "MEAN", "STD", "SqueezeTime", "SqueezeTimeError", "VideoError", "class_names",
+           "create_model", "demo_model", "list_models", "load", "load_checkpoint", "normalize_clip", "optimize",
+           "predict", "read_video", "sample_clips", "save_checkpoint"]

@@ -48,7 +48,13 @@ def test_template_is_loopback_and_render_replaces_values():
 
 
 def test_parse_request_forms():
-    from squeezetime.serving.torchserve.inputs import RequestError, parse_request, split_request
+    import squeezetime
+    from squeezetime.serving.torchserve.inputs import RequestError, parse_request as parse, split_request
+
+    decoder = squeezetime.Classifier(None, squeezetime.DataConfig(), [f"c{i}" for i in range(8)])
+
+    def parse_request(request, **kwargs):
+        return parse(request, decoder, **kwargs)
 
     clips = np.zeros((2, 16, 224, 224, 3), np.uint8)
     parsed = parse_request({"body": npy(clips)}, headers={"X-SqueezeTime-Topk": "3"})
@@ -60,7 +66,7 @@ def test_parse_request_forms():
     assert split_request({"data": b"x", "options": b'{"topk": 4}'}) == (b"x", {"topk": 4})
     for request, message in [({"body": b""}, "empty request body"), ({"body": {"topk": 1}}, "no video"),
                              ({"body": npy(clips.astype(np.int16))}, "uint8"),
-                             ({"body": npy(np.zeros((16, 112, 112, 3), np.uint8))}, "clips must have shape"),
+                             ({"body": npy(np.zeros((16, 112, 112, 3), np.uint8))}, "clips must be 224x224"),
                              ({"body": npy(np.zeros((31, 16, 224, 224, 3), np.uint8))}, "1 to 30 clips"),
                              ({"body": npy(clips), "topk": "0"}, "topk must be"),
                              ({"body": npy(clips), "views": "5x5"}, "unknown views"),
@@ -120,7 +126,7 @@ def test_cli_archive_start_status_stop(tmp_path, demo_videos):
         status = cli("torchserve", "status", "--run-dir", str(run))
         assert json.loads(status.stdout)["models"] == {"motions": ["READY"]}
         again = cli(*start)
-        assert again.returncode == 1 and "already running" in again.stderr
+        assert again.returncode == 2 and "already running" in again.stderr
         path, truth = demo_videos[0]
         assert RestClient(f"http://127.0.0.1:{ports['inference']}", "motions").predict(path)[0]["label"] == truth
         pid = json.loads((run / "state.json").read_text())["pid"]

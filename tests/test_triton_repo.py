@@ -2,12 +2,15 @@
 templates, the server locator and the client's errors: no server needed."""
 from __future__ import annotations
 
+import json
 import os
 import string
 import time
 from pathlib import Path
 
 import pytest
+
+import squeezetime
 
 from _triton_support import model_for_tests
 
@@ -61,10 +64,13 @@ def test_gpu_kind_dtype_and_limits(tmp_path, model):
     assert clip.parameters["dtype"].string_value == "float16"
     video = parse_config(repo / "squeezetime_video" / "config.pbtxt")
     assert video.parameters["max_video_bytes"].string_value == "12345"
+    for name in ("squeezetime", "squeezetime_video"):  # the video model decodes with the checkpoint's pipeline
+        saved = json.loads((repo / name / "data_config.json").read_text())
+        assert squeezetime.DataConfig.from_dict(saved) == model.data_config
 
 
 @pytest.mark.parametrize("bad", [dict(kind="tpu"), dict(dtype="int8"), dict(max_batch_size=0),
-                                 dict(instances=0), dict(optimize="maybe")])
+                                 dict(instances=0), dict(backend="maybe")])
 def test_bad_options(tmp_path, model, bad):
     import squeezetime
     with pytest.raises(squeezetime.InputError):
@@ -88,7 +94,7 @@ def test_committed_triton_repo_is_the_package_templates():
                   if m.group("braced")}
         assert fields and fields <= {"max_batch_size", "num_frames", "crop_size", "num_classes", "instances",
                                      "video_instances", "kind", "dtype", "num_threads", "max_queue_delay_us",
-                                     "max_video_bytes", "optimize"}
+                                     "max_video_bytes", "backend"}
     assert (ROOT / "triton_repo" / "README.md").is_file()
 
 

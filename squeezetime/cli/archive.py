@@ -6,6 +6,9 @@ import sys
 
 
 def register(sub) -> None:
+    from ..backends import available_backends
+    from ..serving.torchserve.archive import LEGACY_OPTIMIZE
+
     p = sub.add_parser("archive", help="build a TorchServe .mar archive (torch-model-archiver)",
                        description="Build <out>/<model-name>.mar: the checkpoint, the handler entry point, "
                        "model-config.yaml (workers, batching, timeouts) and the class names. The worker "
@@ -25,8 +28,10 @@ def register(sub) -> None:
     p.add_argument("--topk", type=int, default=5, help="default top-k of a request")
     p.add_argument("--max-clips-per-forward", type=int, default=16,
                    help="clips per model call inside a batch (bounds memory; default 16)")
-    p.add_argument("--optimize", choices=["auto", "on", "off"], default="auto",
-                   help="use squeezetime.optimize in the worker when the package has it (default auto)")
+    p.add_argument("--backend", choices=available_backends(), default="auto",
+                   help="the worker's backend (default auto: optimized when the C++ extension is built)")
+    p.add_argument("--optimize", choices=sorted(LEGACY_OPTIMIZE), default=None,
+                   help="older spelling of --backend: on = optimized, off = eager")
     p.add_argument("--threads", type=int, default=0, help="torch threads per worker (0: torch's default)")
     p.set_defaults(func=run)
 
@@ -34,16 +39,18 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import SqueezeTimeError
     from ..serving.torchserve.archive import ArchiveOptions, build_archive
+    from ..serving.torchserve.archive import LEGACY_OPTIMIZE
 
     opts = ArchiveOptions(model_name=args.model_name, version=args.model_version, batch_size=args.batch_size,
                           max_batch_delay_ms=args.max_batch_delay_ms, workers=args.workers,
                           response_timeout_s=args.response_timeout, default_views=args.views,
                           default_topk=args.topk, max_clips_per_forward=args.max_clips_per_forward,
-                          optimize=args.optimize, threads=args.threads)
+                          backend=LEGACY_OPTIMIZE[args.optimize] if args.optimize else args.backend,
+                          threads=args.threads)
     try:
         path = build_archive(args.out, checkpoint=args.checkpoint, arch=args.arch, options=opts)
-    except (SqueezeTimeError, ValueError, RuntimeError, OSError) as e:
+    except (SqueezeTimeError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return 2
     print(path)
     return 0

@@ -46,28 +46,27 @@ def _sync(device: str) -> None:
 
 
 def build_path(name: str, model, example, device: str):
-    """A callable clip -> logits for the path (compilation happens in warm-up)."""
+    """A callable normalised clip -> logits for the path (compilation happens in warm-up). The backends are
+    built as ``squeezetime.load`` builds them; the others are ablations (compile, unfused, CUDA graphs)."""
     import torch
 
     import squeezetime
+    from ..backends import create_backend
 
-    if name == "eager":
-        return model
+    backends = {"eager": ("eager", None), "opt-fp32": ("optimized", None), "opt-bf16": ("optimized", "bfloat16"),
+                "opt-fp16": ("optimized", "float16")}
+    if name in backends:  # the Classifier's backends, as every serving path builds them
+        backend, dtype = backends[name]
+        return create_backend(backend, model, device=device, dtype=dtype).module
     if name == "compile":
         import torch._inductor.config as inductor_config
 
         inductor_config.freezing = True
         return torch.compile(model, dynamic=False)
-    if name == "opt-fp32":
-        return squeezetime.optimize(model)
     if name == "opt-fp32-unfused":
         return squeezetime.optimize(model, fused=False)
     if name == "opt-fp32-compile":
         return squeezetime.optimize(model, compile=True)
-    if name == "opt-bf16":
-        return squeezetime.optimize(model, dtype=torch.bfloat16)
-    if name == "opt-fp16":
-        return squeezetime.optimize(model, dtype=torch.float16)
     if name == "opt-fp16-cudagraph":
         opt = squeezetime.optimize(model, dtype=torch.float16)
         static_in = example.clone()

@@ -1,23 +1,58 @@
-"""Options shared by subcommands: which model to load."""
+"""Options and output shared by subcommands.
+
+Exit status, the same for every subcommand: 0 all done; 1 some inputs failed (each named on stderr as
+``error: INPUT: reason``); 2 usage or setup error (bad arguments, unreadable checkpoint, server unreachable).
+"""
 from __future__ import annotations
 
 import argparse
 
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 
-def add_model_options(parser: argparse.ArgumentParser, required: bool = False) -> None:
+
+def add_model_options(parser: argparse.ArgumentParser, required: bool = True, backend: bool = True) -> None:
     group = parser.add_mutually_exclusive_group(required=required)
     group.add_argument("--checkpoint", metavar="PATH", help="official or squeezetime checkpoint (.pth)")
     group.add_argument("--demo", action="store_true", help="the embedded demo model (synthetic motions)")
     parser.add_argument("--arch", default=None, help="named configuration: k400, k600, hmdb51, ava "
                         "(default: inferred from the checkpoint)")
+    if backend:
+        from ..backends import DTYPES, available_backends
+
+        parser.add_argument("--backend", choices=available_backends(), default="auto",
+                            help="auto (default: optimized when the C++ extension is built), eager, optimized")
+        parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="compute precision")
+        parser.add_argument("--device", default=None, help="cpu (default) or cuda[:N]")
+        parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a bad value is a usage error, exit status 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!a}")
+    return value
 
 
 def load_model(args: argparse.Namespace):
+    """The ``SqueezeTime`` network the model options name (for commands that transform it, e.g. export)."""
     import squeezetime
 
     if getattr(args, "checkpoint", None):
         return squeezetime.load_checkpoint(args.checkpoint, arch=args.arch)
-    return squeezetime.demo_model()  # --demo, or nothing given
+    return squeezetime.demo_model()
+
+
+def load_classifier(args: argparse.Namespace):
+    """The ``Classifier`` the model options name (``--checkpoint`` or ``--demo``)."""
+    import squeezetime
+
+    return squeezetime.load(load_model(args), backend=getattr(args, "backend", "auto"),
+                            dtype=getattr(args, "dtype", None), device=getattr(args, "device", None),
+                            threads=getattr(args, "threads", None))
 
 
 def classify_videos(videos: list[str], classify, as_json: bool, fatal: tuple = (), progress: bool = False) -> int:
@@ -39,13 +74,19 @@ def classify_videos(videos: list[str], classify, as_json: bool, fatal: tuple = (
             top = classify(path)
         except fatal as e:
             print(f"error: {e}", file=sys.stderr)
-            return 2
+            return EXIT_USAGE
         except SqueezeTimeError as e:
             failures += 1
-            print(f"error: {path}: {e}", file=sys.stderr)
+            print(f"error: {error_text(path, e)}", file=sys.stderr)
             continue
         print_prediction(path, top, as_json)
-    return 1 if failures else 0
+    return EXIT_SOME_FAILED if failures else EXIT_OK
+
+
+def error_text(path: str, error: Exception) -> str:
+    """``PATH: reason``, naming the path once even when the reason already starts with it."""
+    text = str(error)
+    return text if text.startswith(f"{path}:") else f"{path}: {text}"
 
 
 def print_prediction(video: str, top: list[tuple[str, float]], as_json: bool) -> None:

@@ -53,10 +53,10 @@ def run(args: argparse.Namespace) -> int:
 
     import squeezetime
 
-    model = squeezetime.demo_model()
+    classifier = squeezetime.load(squeezetime.DEMO)
     videos = write_demo_videos(args.out, args.per_class)
     results = []
     for path, truth in tqdm(videos, desc="demo", unit="video", file=sys.stderr):
-        label, prob = squeezetime.predict(model, path, topk=1)[0]
+        label, prob = classifier.classify(path, topk=1)[0]
         results.append((path, truth, label, prob))
     return report(results)

@@ -20,7 +20,7 @@ SUFFIX = {"exported-program": ".pt2", "onnx": ".onnx", "torchscript": ".pt", "te
 def register(sub) -> None:
     p = sub.add_parser("export", help="export the model: ExportedProgram, ONNX, TorchScript, TensorRT (Triton)",
                        description=__doc__.split("\n\n")[0])
-    add_model_options(p)
+    add_model_options(p, backend=False)
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--out", metavar="PATH", help=f"artifact file (suffixes {', '.join(SUFFIX.values())}); "
                    "optional with --triton-repo")

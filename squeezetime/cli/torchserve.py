@@ -5,6 +5,8 @@ import argparse
 import json
 import sys
 
+from .common import EXIT_USAGE
+
 
 def _models(values: list[str] | None) -> dict[str, str] | None:
     if not values:
@@ -74,7 +76,7 @@ def run_start(args: argparse.Namespace) -> int:
                             enable_model_api=args.enable_model_api, timeout=args.timeout)
     except (server.TorchServeError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return EXIT_USAGE
     print(f"TorchServe ready: {', '.join(info.models)}\n  inference  {info.inference_url}\n"
           f"  management {info.management_url}\n  metrics    {info.metrics_url}\n  gRPC       {info.grpc_address}\n"
           f"  logs       {info.log_dir}\n  token auth {'on (squeezetime torchserve key)' if info.token_auth else 'off'}")
@@ -89,7 +91,7 @@ def run_stop(args: argparse.Namespace) -> int:
         stopped = server.stop(args.run_dir, timeout=args.timeout)
     except server.TorchServeError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return EXIT_USAGE
     print("TorchServe stopped." if stopped else "TorchServe was not running.")
     return 0
 
@@ -100,7 +102,7 @@ def run_status(args: argparse.Namespace) -> int:
     info = server.ServerInfo.load(args.run_dir or server.default_run_dir())
     if info is None or not server._alive(info.pid):
         print(json.dumps({"running": False}))
-        return 1
+        return EXIT_USAGE
     models = {}
     for m in info.models:
         try:
@@ -117,7 +119,7 @@ def run_key(args: argparse.Namespace) -> int:
     keys = server.read_keys(args.run_dir or server.default_run_dir())
     if not keys:
         print("error: no key_file.json (server not started with --token-auth?)", file=sys.stderr)
-        return 1
+        return EXIT_USAGE
     print(json.dumps(keys, indent=1))
     return 0
 

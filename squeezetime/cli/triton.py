@@ -6,11 +6,12 @@ import signal
 import sys
 import tempfile
 
-from .common import classify_videos
+from .common import EXIT_USAGE, classify_videos, positive_int
 
 
 def register(sub) -> None:
-    from ..serving.triton.backend import DEFAULT_MAX_VIDEO_BYTES, DTYPES
+    from ..backends import DTYPES, available_backends
+    from ..serving.requests import DEFAULT_MAX_VIDEO_BYTES
 
     p = sub.add_parser("triton-repo", help="write a Triton model repository (squeezetime, squeezetime_video)")
     src = p.add_mutually_exclusive_group(required=True)
@@ -22,13 +23,14 @@ def register(sub) -> None:
     p.add_argument("--instances", type=int, default=1, help="instances of the clip model (default 1)")
     p.add_argument("--video-instances", type=int, default=2, help="instances of squeezetime_video (default 2)")
     p.add_argument("--kind", choices=["cpu", "gpu"], default="cpu", help="instance_group kind of the clip model")
-    p.add_argument("--dtype", choices=DTYPES, default="float32", help="compute dtype of the clip model")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="compute dtype of the clip model")
     p.add_argument("--threads", type=int, default=0, help="torch threads of the clip model (0: all cores)")
     p.add_argument("--max-queue-delay-us", type=int, default=2000, help="dynamic batching max_queue_delay")
     p.add_argument("--max-video-bytes", type=int, default=DEFAULT_MAX_VIDEO_BYTES,
                    help=f"largest accepted video upload (default {DEFAULT_MAX_VIDEO_BYTES})")
-    p.add_argument("--no-optimize", action="store_true", help="serve the plain model even if squeezetime.optimize "
-                   "exists")
+    p.add_argument("--backend", choices=available_backends(), default="auto",
+                   help="the clip model's backend (default auto: optimized when the C++ extension is built)")
+    p.add_argument("--no-optimize", action="store_true", help="same as --backend eager")
     p.set_defaults(func=run_repo)
 
     p = sub.add_parser("serve", help="start tritonserver on a model repository; Ctrl-C stops it")
@@ -51,7 +53,7 @@ def register(sub) -> None:
     p.add_argument("videos", nargs="+", metavar="VIDEO")
     p.add_argument("--url", default="127.0.0.1:8001", help="gRPC endpoint (default 127.0.0.1:8001)")
     p.add_argument("--views", choices=["1x1", "10x3"], default="1x1")
-    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--topk", type=positive_int, default=5)
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     p.add_argument("--json", action="store_true", help="one JSON object per video on stdout")
     p.set_defaults(func=run_client)
@@ -64,7 +66,7 @@ def run_repo(args: argparse.Namespace) -> int:
     options = RepoOptions(max_batch_size=args.max_batch_size, instances=args.instances,
                           video_instances=args.video_instances, kind=args.kind, dtype=args.dtype,
                           num_threads=args.threads, max_queue_delay_us=args.max_queue_delay_us,
-                          max_video_bytes=args.max_video_bytes, optimize="off" if args.no_optimize else "auto")
+                          max_video_bytes=args.max_video_bytes, backend="eager" if args.no_optimize else args.backend)
     try:
         model = squeezetime.demo_model() if args.demo else None
         out = write_repository(args.out, model, checkpoint=args.checkpoint, arch=args.arch, options=options)
@@ -105,7 +107,7 @@ def run_serve(args: argparse.Namespace) -> int:
                   flush=True)
             code = server.wait()
             print(f"tritonserver exited on its own with status {code}\n{server.log_tail()}", file=sys.stderr)
-            return 1
+            return EXIT_USAGE
         except KeyboardInterrupt:
             name = signal.Signals(stop["signal"]).name if stop["signal"] else "SIGINT"
             print(f"{name}: stopping tritonserver ...", file=sys.stderr, flush=True)

@@ -15,6 +15,7 @@ from typing import BinaryIO, Mapping
 
 import torch
 
+from ..data_config import DataConfig
 from ..errors import CheckpointError
 from .registry import CONFIGS, ModelConfig, build
 from .squeezetime import DEPTHS, SqueezeTime
@@ -232,12 +233,17 @@ def load_checkpoint(path: PathOrFile, *, arch: str | None = None, strict: bool =
                       stacklevel=2)
     skip = set(unexpected) | {m.split(" ")[0] for m in misshapen}
     model.load_state_dict({k: v for k, v in state.items() if k not in skip}, strict=False)
+    if isinstance(own.get("data_config"), Mapping):  # else the official pipeline the registry attached
+        model.data_config = DataConfig.from_dict(own["data_config"])
     return model.eval()
 
 
 def save_checkpoint(model: SqueezeTime, path: str | os.PathLike, **extra_meta) -> None:
-    """Write the official layout ({"state_dict", "meta"}) plus our config and class names, loadable safely."""
-    meta = {"squeezetime": {"config": model.config, "class_names": model.class_names}, **extra_meta}
+    """Write the official layout ({"state_dict", "meta"}) plus our config, class names and data config
+    (plain dicts and lists: loadable safely)."""
+    data_config = model.data_config or DataConfig.for_model_config(model.config)
+    meta = {"squeezetime": {"config": model.config, "class_names": model.class_names,
+                            "data_config": data_config.to_dict()}, **extra_meta}
     torch.save({"state_dict": model.state_dict(), "meta": meta}, path)
 
 

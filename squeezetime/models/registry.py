@@ -4,10 +4,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 
+from ..data_config import MEAN, STD, DataConfig
+from ..errors import InputError
 from .squeezetime import I2DHead, SqueezeTime, SqueezeTimeBackbone
 
-MEAN = (123.675, 116.28, 103.53)  # RGB, 0-255 (official ActionDataPreprocessor)
-STD = (58.395, 57.12, 57.375)
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,8 @@ def build(config: ModelConfig, class_list: list[str] | None = None) -> SqueezeTi
         head = I2DHead(config.num_classes, backbone.net.out_channels)
         if class_list is None and config.labels and len(class_names(config.labels)) == config.num_classes:
             class_list = class_names(config.labels)
-    model = SqueezeTime(backbone, head, class_names=class_list, config=config.to_dict())
+    data_config = DataConfig.for_model_config(config.to_dict())
+    model = SqueezeTime(backbone, head, class_names=class_list, config=config.to_dict(), data_config=data_config)
     return model.eval()
 
 
@@ -72,11 +73,11 @@ def create_model(arch: str = "k400", *, widen_factor: float = 1.0, num_classes: 
     ``overrides`` may change any ModelConfig field (depth, pos_dim, spatial_stride, num_frames...).
     """
     if arch not in CONFIGS:
-        raise ValueError(f"unknown arch {arch!r}; choose one of {list_models()}")
+        raise InputError(f"unknown arch {arch!r}; choose one of {list_models()}")
     config = replace(CONFIGS[arch], widen_factor=widen_factor, **overrides)
     if num_classes is not None:
         if config.num_classes is None:
-            raise ValueError(f"arch {arch!r} has no classification head")
+            raise InputError(f"arch {arch!r} has no classification head")
         config = replace(config, num_classes=num_classes)
     if class_names is not None:
         config = replace(config, labels=None)

@@ -274,28 +274,60 @@ class I2DHead(nn.Module):
         nn.init.normal_(self.fc_cls.weight, std=0.01)
         nn.init.zeros_(self.fc_cls.bias)
 
+    def pre_logits(self, features: Tensor) -> Tensor:
+        return self.dropout(self.avg_pool(features)).flatten(1)
+
     def forward(self, features: Tensor) -> Tensor:
-        return self.fc_cls(self.dropout(self.avg_pool(features)).flatten(1))
+        return self.fc_cls(self.pre_logits(features))
 
 
 class SqueezeTime(nn.Module):
     """Recognizer: backbone + optional classification head (none for the AVA feature extractor).
 
     forward: normalised clips (N, 3, T, H, W) float -> logits (N, classes), or features without a head.
+    ``forward_features`` / ``forward_head`` / ``get_classifier`` / ``reset_classifier`` follow timm, so a user
+    can put their own classes on the network. ``data_config`` (a ``squeezetime.DataConfig``, set by the registry
+    and by checkpoints) says what input the weights expect.
     """
 
     def __init__(self, backbone: SqueezeTimeBackbone, cls_head: I2DHead | None = None,
-                 class_names: Sequence[str] | None = None, config: dict | None = None):
+                 class_names: Sequence[str] | None = None, config: dict | None = None, data_config=None):
         super().__init__()
         self.backbone = backbone
         self.cls_head = cls_head
         self.class_names = list(class_names) if class_names is not None else None
         self.config = dict(config or {})
+        self.data_config = data_config
 
     @property
     def num_frames(self) -> int:
         return self.config.get("num_frames", 16)
 
+    @property
+    def num_classes(self) -> int:
+        return 0 if self.cls_head is None else self.cls_head.fc_cls.out_features
+
+    def forward_features(self, clip: Tensor) -> Tensor:
+        """Backbone features (N, C, h, w) (AVA: (N, C/T, T, h, w))."""
+        return self.backbone(clip)
+
+    def forward_head(self, features: Tensor, pre_logits: bool = False) -> Tensor:
+        """Pooled features (``pre_logits``) or class logits; features pass through when there is no head."""
+        if self.cls_head is None:
+            return features
+        return self.cls_head.pre_logits(features) if pre_logits else self.cls_head(features)
+
+    def get_classifier(self) -> nn.Module | None:
+        return None if self.cls_head is None else self.cls_head.fc_cls
+
+    def reset_classifier(self, num_classes: int, class_names: Sequence[str] | None = None) -> None:
+        """A fresh linear head of ``num_classes`` (0 removes it: the model returns features)."""
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
+        self.cls_head = I2DHead(num_classes, self.backbone.net.out_channels) if num_classes > 0 else None
+        self.class_names = list(class_names) if class_names is not None else None
+        self.config["num_classes"] = num_classes or None
+        self.config["labels"] = None
+
     def forward(self, clip: Tensor) -> Tensor:
-        features = self.backbone(clip)
-        return features if self.cls_head is None else self.cls_head(features)
+        return self.forward_head(self.forward_features(clip))

@@ -32,7 +32,7 @@ VIEWS = {
 
 def get_view(name: str) -> View:
     if name not in VIEWS:
-        raise InputError(f"unknown views {name!r}; choose one of {sorted(VIEWS)}")
+        raise InputError(f"unknown views {name!a}; choose one of {sorted(VIEWS)}")
     return VIEWS[name]
 
 
@@ -75,9 +75,11 @@ def clips_from_frames(frames: np.ndarray, indices: np.ndarray, view: View) -> np
     return np.ascontiguousarray(np.stack(out))
 
 
-def sample_clips(video: VideoSource, views: str = "1x1", clip_len: int = 16, frame_interval: int = 4) -> np.ndarray:
-    """Encoded video -> uint8 clips (V, T, crop, crop, 3) ready for ``normalize_clip``."""
-    view = get_view(views)
+def sample_clips(video: VideoSource, views: str | View = "1x1", clip_len: int = 16,
+                 frame_interval: int = 4) -> np.ndarray:
+    """Encoded video -> uint8 clips (V, T, crop, crop, 3) ready for ``normalize_clip``; ``views`` is a name of
+    the official table or a ``View``."""
+    view = views if isinstance(views, View) else get_view(views)
     total = count_frames(video)
     if total == 0:
         raise VideoError("video stream has no frames")

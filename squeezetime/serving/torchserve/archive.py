@@ -26,9 +26,16 @@ from pathlib import Path
 
 import squeezetime
 
+from ...backends import available_backends
+from ...errors import InputError, SqueezeTimeError
+
 DEFAULT_MODEL_NAME = "squeezetime"
 ENTRY_FILE = "squeezetime_handler.py"
-VIEWS = ("1x1", "10x3")
+LEGACY_OPTIMIZE = {"auto": "auto", "on": "optimized", "off": "eager"}  # --optimize, before --backend
+
+
+class ArchiveError(SqueezeTimeError, RuntimeError):
+    """torch-model-archiver failed."""
 
 
 @dataclass
@@ -44,7 +51,7 @@ class ArchiveOptions:
     default_topk: int = 5
     max_clips_per_request: int = 30
     max_clips_per_forward: int = 16
-    optimize: str = "auto"  # auto: squeezetime.optimize when the package has it; on; off
+    backend: str = "auto"  # the worker's Classifier backend: auto, eager, optimized
     threads: int = 0  # torch threads per worker; 0: torch's default
 
 
@@ -56,7 +63,7 @@ def model_config_yaml(opts: ArchiveOptions) -> str:
     """model-config.yaml: TorchServe's keys at top level, ours under ``handler`` (context.model_yaml_config)."""
     handler = {"squeezetime_version": squeezetime.__version__, "default_views": opts.default_views,
                "default_topk": opts.default_topk, "max_clips_per_request": opts.max_clips_per_request,
-               "max_clips_per_forward": opts.max_clips_per_forward, "optimize": opts.optimize,
+               "max_clips_per_forward": opts.max_clips_per_forward, "backend": opts.backend,
                "threads": opts.threads}
     lines = [
         "# Written by `squeezetime archive`. TorchServe reads the top-level keys; the handler reads `handler`.",
@@ -74,16 +81,14 @@ def model_config_yaml(opts: ArchiveOptions) -> str:
 
 def _validate(opts: ArchiveOptions) -> None:
     if not opts.model_name or not all(c.isalnum() or c in "_-" for c in opts.model_name):
-        raise ValueError(f"model name {opts.model_name!r}: use letters, digits, '_' and '-'")
+        raise InputError(f"model name {opts.model_name!r}: use letters, digits, '_' and '-'")
     for name in ("batch_size", "workers", "default_topk", "max_clips_per_request", "max_clips_per_forward"):
         if getattr(opts, name) < 1:
-            raise ValueError(f"{name.replace('_', '-')} must be >= 1, got {getattr(opts, name)}")
+            raise InputError(f"{name.replace('_', '-')} must be >= 1, got {getattr(opts, name)}")
     if opts.max_batch_delay_ms < 0:
-        raise ValueError("max-batch-delay-ms must be >= 0")
-    if opts.default_views not in VIEWS:
-        raise ValueError(f"views must be one of {VIEWS}")
-    if opts.optimize not in ("auto", "on", "off"):
-        raise ValueError("optimize must be auto, on or off")
+        raise InputError("max-batch-delay-ms must be >= 0")
+    if opts.backend not in available_backends():
+        raise InputError(f"backend must be one of {available_backends()}")
 
 
 def build_archive(out_dir: str | os.PathLike, *, checkpoint: str | os.PathLike | None = None,
@@ -93,7 +98,8 @@ def build_archive(out_dir: str | os.PathLike, *, checkpoint: str | os.PathLike |
     _validate(opts)
     model = squeezetime.load_checkpoint(checkpoint, arch=arch) if checkpoint else squeezetime.demo_model()
     if model.cls_head is None:
-        raise ValueError("a backbone-only model (no classification head) cannot be served as a classifier")
+        raise InputError("a backbone-only model (no classification head) cannot be served as a classifier")
+    model.data_config.view(opts.default_views)  # an unknown name is an InputError
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     target = out / f"{opts.model_name}.mar"
@@ -118,7 +124,7 @@ def build_archive(out_dir: str | os.PathLike, *, checkpoint: str | os.PathLike |
                "--config-file", str(stage / "model-config.yaml"), "--export-path", str(out), "--force"]
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
         if proc.returncode != 0 or not target.exists():
-            raise RuntimeError(f"torch-model-archiver failed ({proc.returncode}): {proc.stdout.strip()[-2000:]}")
+            raise ArchiveError(f"torch-model-archiver failed ({proc.returncode}): {proc.stdout.strip()[-2000:]}")
     return target
 
 

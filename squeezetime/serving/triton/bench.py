@@ -24,40 +24,26 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
-def in_process_module(model, dtype: str):
-    """What the served clip model runs: ``squeezetime.optimize(model, dtype)`` when available, else the plain model
-    cast to ``dtype``. Returns (module, dtype of its input)."""
+def in_process_classifier(model, dtype: str, batch: int, threads: int):
+    """What the served clip model runs: ``squeezetime.load(model, dtype=...)`` (default backend)."""
     import copy
-
-    import torch
-
-    from .backend import find_optimize
-
-    torch_dtype = getattr(torch, dtype)
-    optimize = find_optimize()
-    if optimize is not None:
-        try:
-            return optimize(copy.deepcopy(model).eval(), dtype=torch_dtype), torch.float32
-        except Exception:  # noqa: BLE001 - same fallback as the server
-            pass
-    return copy.deepcopy(model).to(torch_dtype).eval(), torch_dtype
-
-
-def in_process_throughput(module, input_dtype, batch: int, seconds: float, threads: int, mean, std) -> dict:
-    """clips/s of module(normalize_clip(uint8 clips)) on batches of ``batch`` clips (the server's work per batch)."""
-    import torch
 
     import squeezetime
 
-    torch.set_num_threads(threads)
-    clips = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (batch, 16, 224, 224, 3), dtype=np.uint8))
-    with torch.inference_mode():
-        module(squeezetime.normalize_clip(clips, mean, std).to(input_dtype))  # warm-up
-        n, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds or n < 2:
-            module(squeezetime.normalize_clip(clips, mean, std).to(input_dtype)).float().softmax(1)
-            n += 1
-        elapsed = time.perf_counter() - start
+    return squeezetime.load(copy.deepcopy(model).eval(), dtype=dtype, batch_size=batch, threads=threads)
+
+
+def in_process_throughput(classifier, batch: int, seconds: float) -> dict:
+    """clips/s of ``classifier.scores`` on batches of ``batch`` uint8 clips (the server's work per batch)."""
+    d = classifier.data_config
+    shape = (batch, d.num_frames, d.crop_size, d.crop_size, 3)
+    clips = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    classifier.scores(clips)  # warm-up
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds or n < 2:
+        classifier.scores(clips)
+        n += 1
+    elapsed = time.perf_counter() - start
     return {"clips_per_s": n * batch / elapsed, "batch": batch, "iterations": n, "seconds": elapsed}
 
 
@@ -107,7 +93,6 @@ def run_benchmark(model, *, out: str | os.PathLike, concurrencies=(1, 4, 8, 16),
     from tqdm import tqdm
 
     from squeezetime.synthetic import make_video
-    from squeezetime.video import get_view
     from ..triton.client import TritonClient
     from .repository import RepoOptions, write_repository
     from .server import TritonServer
@@ -117,17 +102,14 @@ def run_benchmark(model, *, out: str | os.PathLike, concurrencies=(1, 4, 8, 16),
     threads = threads or (os.cpu_count() or 1)
     repo = write_repository(out / "repo", model, options=RepoOptions(max_batch_size=max_batch_size, dtype=dtype,
                                                                      num_threads=threads))
-    clip = np.random.default_rng(1).integers(0, 256, (1, 16, 224, 224, 3), dtype=np.uint8)
+    classifier = in_process_classifier(model, dtype, max_batch_size, threads)
+    d = classifier.data_config
+    clip = np.random.default_rng(1).integers(0, 256, (1, d.num_frames, d.crop_size, d.crop_size, 3), dtype=np.uint8)
     videos = [make_video(k % 8, seed=700_000 + k, container=("mp4", "avi", "webm", "mkv")[k % 4]) for k in range(8)]
-    clips_per_video = get_view(views).num_clips * (3 if get_view(views).three_crop else 1)
-
-    import squeezetime
-
-    module, input_dtype = in_process_module(model, dtype)
-    mean, std = model.config.get("mean", squeezetime.MEAN), model.config.get("std", squeezetime.STD)
+    clips_per_video = d.clips_per_video(views)
 
     def measure(seconds: float) -> dict:
-        return in_process_throughput(module, input_dtype, max_batch_size, seconds, threads, mean, std)
+        return in_process_throughput(classifier, max_batch_size, seconds)
 
     reference = [measure(in_process_seconds)]
     results: dict = {"clip": [], "video": []}
@@ -168,7 +150,7 @@ def run_benchmark(model, *, out: str | os.PathLike, concurrencies=(1, 4, 8, 16),
         "shared_memory": shared_memory, "threads": threads,
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                     "python": platform.python_version()},
-        "in_process": {"clips_per_s": in_proc, "module": type(module).__name__, "runs": reference},
+        "in_process": {"clips_per_s": in_proc, "backend": repr(classifier.backend), "runs": reference},
         "served": results, "clip_model_batch_sizes": {str(k): v for k, v in sorted(batches.items())},
     }
     (out / "bench_serve.json").write_text(json.dumps(report, indent=2))
@@ -204,4 +186,4 @@ def plot(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
-__all__ = ["in_process_module", "in_process_throughput", "plot", "run_benchmark"]
+__all__ = ["in_process_classifier", "in_process_throughput", "plot", "run_benchmark"]

@@ -7,6 +7,7 @@ Layout (Triton's conventions)::
 
     repo/squeezetime/config.pbtxt          python backend, CLIP -> LOGITS, PROBS, dynamic batching
     repo/squeezetime/labels.txt            class names (label_filename of PROBS: Triton's classification extension)
+    repo/squeezetime/data_config.json      frames, interval, views, mean/std (squeezetime.DataConfig)
     repo/squeezetime/1/model.py            -> squeezetime.serving.triton.backend.ClipModel
     repo/squeezetime/1/model.pth           the weights (save_checkpoint format, loaded safely)
     repo/squeezetime_video/config.pbtxt    python backend, VIDEO [+ VIEWS, TOPK] -> LABELS, SCORES (BLS)
@@ -18,6 +19,7 @@ The templates ship inside the package (``squeezetime/serving/triton/templates``)
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import string
@@ -25,8 +27,10 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from ...backends import DTYPES, available_backends
 from ...errors import InputError
-from .backend import DEFAULT_MAX_VIDEO_BYTES, DTYPES
+from ..requests import DEFAULT_MAX_VIDEO_BYTES
+from .backend import DATA_CONFIG_FILE, LABELS_FILE
 
 CLIP_MODEL = "squeezetime"
 VIDEO_MODEL = "squeezetime_video"
@@ -44,7 +48,7 @@ class RepoOptions:
     num_threads: int = 0              # 0: all cores (torch.set_num_threads in the clip model)
     max_queue_delay_us: int = 2000
     max_video_bytes: int = DEFAULT_MAX_VIDEO_BYTES
-    optimize: str = "auto"            # "auto": squeezetime.optimize when the package has it; "off": plain model
+    backend: str = "auto"             # the clip model's Classifier backend (auto, eager, optimized)
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -58,8 +62,8 @@ class RepoOptions:
             raise InputError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         if self.max_video_bytes < 1:
             raise InputError("max_video_bytes must be >= 1")
-        if self.optimize not in ("auto", "off"):
-            raise InputError(f"optimize must be 'auto' or 'off', got {self.optimize!r}")
+        if self.backend not in available_backends():
+            raise InputError(f"backend must be one of {available_backends()}, got {self.backend!r}")
 
 
 def template_dir() -> Path:
@@ -78,7 +82,7 @@ def write_repository(out: str | os.PathLike, model=None, *, checkpoint: str | os
     Returns the repository path. Existing model directories of ours under ``out`` are replaced.
     """
     import squeezetime
-    from squeezetime.predict import label_names
+    from squeezetime.classifier import label_names
 
     options = options or RepoOptions()
     options.validate()
@@ -91,12 +95,13 @@ def write_repository(out: str | os.PathLike, model=None, *, checkpoint: str | os
     names = label_names(model)
     if any("\n" in n or not n.strip() for n in names):
         raise InputError("class names must be non-empty single lines")
-    crop = 224
-    values = dict(max_batch_size=options.max_batch_size, num_frames=model.num_frames, crop_size=crop,
+    data_config = model.data_config or squeezetime.DataConfig.for_model_config(model.config)
+    values = dict(max_batch_size=options.max_batch_size, num_frames=data_config.num_frames,
+                  crop_size=data_config.crop_size,
                   num_classes=len(names), instances=options.instances, video_instances=options.video_instances,
                   kind=KINDS[options.kind], dtype=options.dtype, num_threads=options.num_threads,
                   max_queue_delay_us=options.max_queue_delay_us, max_video_bytes=options.max_video_bytes,
-                  optimize=options.optimize, **options.extra)
+                  backend=options.backend, **options.extra)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for name in MODELS:
@@ -108,7 +113,8 @@ def write_repository(out: str | os.PathLike, model=None, *, checkpoint: str | os
         (target / "1").mkdir(parents=True)
         (target / "config.pbtxt").write_text(render_config(name, values), encoding="utf-8")
         shutil.copyfile(template_dir() / name / "1" / "model.py", target / "1" / "model.py")
-        (target / "labels.txt").write_text("".join(n + "\n" for n in names), encoding="utf-8")
+        (target / LABELS_FILE).write_text("".join(n + "\n" for n in names), encoding="utf-8")
+        (target / DATA_CONFIG_FILE).write_text(json.dumps(data_config.to_dict(), indent=1), encoding="utf-8")
     squeezetime.save_checkpoint(model, out / CLIP_MODEL / "1" / "model.pth")
     return out
 

@@ -1,0 +1,139 @@
+"""The package's layers, read from its imports: a check that each module imports only its own layer or lower
+ones (tests/test_architecture.py runs it), and the picture in docs/architecture.md (``--png``).
+
+    python scripts/architecture.py --png docs/img/architecture.png
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "squeezetime"
+
+# Bottom to top: the data flow video -> clips -> tensor -> backend -> labels, then the transports over it.
+LAYERS: list[tuple[str, tuple[str, ...], str]] = [
+    ("errors", ("squeezetime.errors",), "SqueezeTimeError and its kinds"),
+    ("video", ("squeezetime.video",), "video -> clips: decode, SampleFrames, views"),
+    ("data config", ("squeezetime.data_config",), "frames, interval, views, mean/std"),
+    ("models", ("squeezetime.models", "squeezetime.labels", "squeezetime.synthetic"),
+     "the network, registry, checkpoints, BN folding, demo model"),
+    ("ops", ("squeezetime.ops",), "torch.ops.squeezetime: kernels, fakes, references"),
+    ("preprocess", ("squeezetime.preprocess",), "clips -> tensor (squeeze_time)"),
+    ("optimize", ("squeezetime.optimize",), "squeezetime.optimize"),
+    ("backends", ("squeezetime.backends",), "tensor -> logits: eager, optimized"),
+    ("classifier", ("squeezetime.classifier", "squeezetime.predict", "squeezetime"),
+     "load(), Classifier: the one pipeline -> labels"),
+    ("transports", ("squeezetime.serving", "squeezetime.export", "squeezetime.triton"),
+     "Triton, TorchServe, request checks, supervisor, export"),
+    ("cli", ("squeezetime.cli",), "squeezetime COMMAND"),
+]
+
+
+def layer_of(module: str) -> int | None:
+    """Index in LAYERS of the longest prefix matching ``module`` (None: not ours)."""
+    best, best_len = None, -1
+    for i, (_, prefixes, _) in enumerate(LAYERS):
+        for p in prefixes:
+            if (module == p or module.startswith(p + ".")) and len(p) > best_len:
+                best, best_len = i, len(p)
+    return best
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports_of(path: Path) -> list[tuple[str, int]]:
+    """(absolute module imported, line) for every import of ``squeezetime`` in the file."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found += [(a.name, node.lineno) for a in node.names if a.name.split(".")[0] == "squeezetime"]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[:len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.split(".")[0] != "squeezetime":
+                continue
+            for alias in node.names:  # `from . import ops` imports the module squeezetime.ops
+                sub = f"{target}.{alias.name}"
+                is_module = (ROOT / Path(*sub.split("."))).is_dir() or (ROOT / (Path(*sub.split(".")))).with_suffix(
+                    ".py").is_file()
+                found.append((sub if is_module else target, node.lineno))
+    return found
+
+
+def sources() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if "templates" not in p.parts)
+
+
+def edges() -> list[tuple[str, int, str]]:
+    return [(module_name(p), line, target) for p in sources() for target, line in imports_of(p)]
+
+
+def violations() -> list[str]:
+    """Imports of a higher layer: ``module:line imports target (layer a -> layer b)``."""
+    out = []
+    for source, line, target in edges():
+        a, b = layer_of(source), layer_of(target)
+        if a is not None and b is not None and b > a:
+            out.append(f"{source}:{line} imports {target} ({LAYERS[a][0]} -> {LAYERS[b][0]})")
+    return out
+
+
+def draw(path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = Counter((layer_of(s), layer_of(t)) for s, _, t in edges())
+    fig, ax = plt.subplots(figsize=(10, 0.62 * len(LAYERS) + 1))
+    for i, (name, prefixes, what) in enumerate(LAYERS):
+        modules = sorted({module_name(p) for p in sources() if layer_of(module_name(p)) == i})
+        ax.add_patch(plt.Rectangle((0.0, i - 0.38), 4.6, 0.76, facecolor="#dbe9f6", edgecolor="#3a6ea5"))
+        ax.text(0.1, i + 0.1, name, fontsize=10, weight="bold", va="center")
+        ax.text(0.1, i - 0.2, what, fontsize=7.5, va="center", color="#333333")
+        ax.text(4.7, i, f"{len(modules)} modules", fontsize=7, va="center", color="#555555")
+    for (a, b), n in counts.items():
+        if a is None or b is None or a == b:
+            continue
+        x = 5.5 + 0.18 * ((a * 7 + b) % 12)
+        ax.annotate("", xy=(x, b + 0.3), xytext=(x, a - 0.3),
+                    arrowprops=dict(arrowstyle="->", color="#c0392b" if b > a else "#7f8c8d", lw=0.6 + 0.15 * n))
+    ax.set_xlim(-0.1, 8.0)
+    ax.set_ylim(-0.6, len(LAYERS) - 0.4)
+    ax.axis("off")
+    ax.set_title("squeezetime layers, bottom to top; arrows: imports (drawn from the code)", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--png", type=Path, help="draw the layers to this PNG")
+    args = parser.parse_args()
+    bad = violations()
+    for line in bad:
+        print(line)
+    if args.png:
+        draw(args.png)
+        print(f"wrote {args.png}")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

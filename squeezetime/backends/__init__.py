@@ -1,0 +1,111 @@
+"""tensor -> model: the engines a ``Classifier`` runs its clips through, behind one small interface.
+
+A backend takes validated uint8 clips ``(N, T, H, W, 3)`` (a CPU tensor) and returns float32 logits
+``(N, classes)`` on the CPU. Which ones exist:
+
+- ``eager``: the bit-faithful network (``squeezetime.models``), optionally cast to ``dtype``;
+- ``optimized``: ``squeezetime.optimize`` (folded batch norms, fused C++/CUDA operators, oneDNN pre-packing).
+
+``auto`` (the default) is ``optimized`` when the C++ extension is built for the device, else ``eager``; if
+building ``optimized`` fails under ``auto``, the classifier says so once and serves ``eager``. A backend named
+explicitly either works or raises ``BackendError``. New engines (ONNX Runtime, OpenVINO, TensorRT) register a
+builder in ``BUILDERS``.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Callable
+
+import torch
+
+from ..errors import SqueezeTimeError
+from .base import Backend, TorchBackend
+
+logger = logging.getLogger("squeezetime")
+
+
+class BackendError(SqueezeTimeError, RuntimeError):
+    """A backend cannot run here (missing extension or device) or failed to build."""
+
+
+def _eager(model, device: torch.device, dtype: torch.dtype) -> Backend:
+    module = model.eval()
+    if dtype != torch.float32 or next(model.parameters()).device != device:  # leave the caller's model as it is
+        module = copy.deepcopy(model).to(device=device, dtype=dtype).eval()
+    return TorchBackend("eager", module, device, dtype, input_dtype=dtype, data_config=model.data_config)
+
+
+def _extension_for(device: torch.device) -> bool:
+    from .. import ops
+
+    return ops.extension_available() if device.type == "cpu" else ops.cuda_extension_available()
+
+
+def _optimized(model, device: torch.device, dtype: torch.dtype) -> Backend:
+    from .. import ops
+    from ..optimize import optimize
+
+    if not _extension_for(device):
+        raise BackendError(f"the optimized backend needs the C++ extension for {device.type} "
+                           f"({ops.extension_error() or 'CUDA kernels not built'})")
+    module = optimize(model.to(device).eval(), dtype=dtype)  # takes float32 input, returns float32 logits
+    return TorchBackend("optimized", module, device, dtype, input_dtype=torch.float32,
+                        data_config=model.data_config)
+
+
+BUILDERS: dict[str, Callable[..., Backend]] = {"eager": _eager, "optimized": _optimized}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def available_backends() -> list[str]:
+    return ["auto", *BUILDERS]
+
+
+def resolve_dtype(dtype) -> torch.dtype:
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise BackendError(f"unknown dtype {dtype!a}; choose one of {sorted(DTYPES)}")
+        return DTYPES[dtype]
+    if dtype not in DTYPES.values():
+        raise BackendError(f"dtype must be one of {sorted(DTYPES)}, got {dtype}")
+    return dtype
+
+
+def resolve_device(device, model=None) -> torch.device:
+    if device is None:
+        device = next(model.parameters()).device if model is not None else torch.device("cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BackendError(f"device {device} requested but this machine has no CUDA GPU")
+    if device.type not in ("cpu", "cuda"):
+        raise BackendError(f"device must be cpu or cuda, got {device}")
+    return device
+
+
+def create_backend(name: str, model, *, device=None, dtype=None) -> Backend:
+    """Build backend ``name`` ("auto", "eager", "optimized") for ``model`` on ``device`` in ``dtype``."""
+    device, dtype = resolve_device(device, model), resolve_dtype(dtype)
+    if name == "auto":
+        if not _extension_for(device):  # squeezetime.ops has said once why
+            return _eager(model, device, dtype)
+        try:
+            return _optimized(model, device, dtype)
+        except Exception as e:  # noqa: BLE001 - auto means: the fastest that works here
+            logger.warning("squeezetime: the optimized backend failed to build (%s: %s); using eager",
+                           type(e).__name__, e)
+            return _eager(model, device, dtype)
+    if name not in BUILDERS:
+        raise BackendError(f"unknown backend {name!a}; choose one of {available_backends()}")
+    try:
+        return BUILDERS[name](model, device, dtype)
+    except SqueezeTimeError:
+        raise
+    except Exception as e:  # noqa: BLE001 - name the backend in the error
+        raise BackendError(f"backend {name} failed to build: {type(e).__name__}: {e}") from e
+
+
+__all__ = ["BUILDERS", "Backend", "BackendError", "DTYPES", "TorchBackend", "available_backends", "create_backend",
+           "resolve_device", "resolve_dtype"]
