@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import ast
 import sys
-from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,31 +93,44 @@ def violations() -> list[str]:
 
 
 def draw(path: Path) -> None:
+    """Left: the layers, bottom to top. Right: who imports whom (import statements from row to column)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
-    counts = Counter((layer_of(s), layer_of(t)) for s, _, t in edges())
-    fig, ax = plt.subplots(figsize=(10, 0.62 * len(LAYERS) + 1))
-    for i, (name, prefixes, what) in enumerate(LAYERS):
+    n = len(LAYERS)
+    counts = np.zeros((n, n), dtype=int)
+    for s, _, t in edges():
+        a, b = layer_of(s), layer_of(t)
+        if a is not None and b is not None and a != b:
+            counts[a, b] += 1
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 0.55 * n + 1.5), gridspec_kw={"width_ratios": [1, 1.05]})
+    for i, (name, _, what) in enumerate(LAYERS):
         modules = sorted({module_name(p) for p in sources() if layer_of(module_name(p)) == i})
-        ax.add_patch(plt.Rectangle((0.0, i - 0.38), 4.6, 0.76, facecolor="#dbe9f6", edgecolor="#3a6ea5"))
-        ax.text(0.1, i + 0.1, name, fontsize=10, weight="bold", va="center")
-        ax.text(0.1, i - 0.2, what, fontsize=7.5, va="center", color="#333333")
-        ax.text(4.7, i, f"{len(modules)} modules", fontsize=7, va="center", color="#555555")
-    for (a, b), n in counts.items():
-        if a is None or b is None or a == b:
-            continue
-        x = 5.5 + 0.18 * ((a * 7 + b) % 12)
-        ax.annotate("", xy=(x, b + 0.3), xytext=(x, a - 0.3),
-                    arrowprops=dict(arrowstyle="->", color="#c0392b" if b > a else "#7f8c8d", lw=0.6 + 0.15 * n))
-    ax.set_xlim(-0.1, 8.0)
-    ax.set_ylim(-0.6, len(LAYERS) - 0.4)
-    ax.axis("off")
-    ax.set_title("squeezetime layers, bottom to top; arrows: imports (drawn from the code)", fontsize=10)
+        left.add_patch(plt.Rectangle((0.0, i - 0.4), 4.6, 0.8, facecolor="#dbe9f6", edgecolor="#3a6ea5"))
+        left.text(0.1, i + 0.12, f"{name}  ({len(modules)} modules)", fontsize=9.5, weight="bold", va="center")
+        left.text(0.1, i - 0.2, what, fontsize=7.5, va="center", color="#333333")
+    left.set_xlim(-0.1, 4.7)
+    left.set_ylim(-0.6, n - 0.4)
+    left.axis("off")
+    left.set_title("layers (a layer imports only itself and those below)", fontsize=10)
+    shown = np.where(counts > 0, counts, np.nan)
+    right.imshow(shown, cmap="Blues", origin="lower", vmin=0, vmax=max(1, counts.max()))
+    for a in range(n):
+        for b in range(n):
+            if counts[a, b]:
+                right.text(b, a, str(counts[a, b]), ha="center", va="center", fontsize=8,
+                           color="#c0392b" if b > a else "black", weight="bold" if b > a else "normal")
+    names = [name for name, _, _ in LAYERS]
+    right.set_xticks(range(n), names, rotation=45, ha="right", fontsize=8)
+    right.set_yticks(range(n), names, fontsize=8)
+    right.set_xlabel("imported layer")
+    right.set_ylabel("importing layer")
+    right.set_title("imports between layers, counted from the code (red: upward, none allowed)", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
