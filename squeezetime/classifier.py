@@ -23,7 +23,7 @@ from .backends import Backend, BackendError, create_backend
 from .data_config import DataConfig
 from .errors import InputError, SqueezeTimeError
 from .preprocess import as_uint8_clips
-from .video import VideoSource, sample_clips
+from .video import DEFAULT_BUDGET, DecodeBudget, VideoSource, sample_clips
 
 Prediction = list[tuple[str, float]]
 DEMO = "demo"
@@ -65,11 +65,11 @@ class Classifier:
     """
 
     def __init__(self, backend: Backend | None, data_config: DataConfig, class_names: Sequence[str], *,
-                 batch_size: int = 8, model=None):
+                 batch_size: int = 8, budget: DecodeBudget = DEFAULT_BUDGET, model=None):
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         self.backend, self.data_config, self.class_names = backend, data_config, list(class_names)
-        self.batch_size, self.model = batch_size, model
+        self.batch_size, self.budget, self.model = batch_size, budget, model
 
     @property
     def num_classes(self) -> int:
@@ -82,9 +82,10 @@ class Classifier:
 
     # -- video -> clips ----------------------------------------------------------------------------------------
     def clips(self, video: VideoSource, views: str | None = None) -> np.ndarray:
-        """Encoded video (path or bytes) -> uint8 clips (V, T, crop, crop, 3) of the named views."""
+        """Encoded video (path or bytes) -> uint8 clips (V, T, crop, crop, 3) of the named views, decoded within
+        ``self.budget``."""
         d = self.data_config
-        return sample_clips(video, d.view(views), d.num_frames, d.frame_interval)
+        return sample_clips(video, d.view(views), d.num_frames, d.frame_interval, self.budget)
 
     def check_clips(self, clips) -> Tensor:
         """uint8 (N, T, crop, crop, 3) or (T, crop, crop, 3) as this model needs them, else ``InputError``."""
@@ -171,13 +172,15 @@ class Classifier:
 
 
 def load(source, *, backend: str = "auto", dtype=None, device=None, threads: int | None = None,
-         batch_size: int = 8, arch: str | None = None, class_names: Sequence[str] | None = None) -> Classifier:
+         batch_size: int = 8, arch: str | None = None, class_names: Sequence[str] | None = None,
+         budget: DecodeBudget = DEFAULT_BUDGET) -> Classifier:
     """A ready ``Classifier`` for ``source``: a checkpoint path (official or ours), a ``SqueezeTime`` model, or
     ``"demo"`` (the embedded demo model).
 
     backend: "auto" (optimized when the C++ extension is built, else eager), "eager" or "optimized".
     dtype: None/float32, bfloat16 (CPU) or float16 (CUDA): the compute precision; logits are float32.
     threads: ``torch.set_num_threads`` (process-wide). class_names: overrides the model's own.
+    budget: the decoding limits per video (pixels per frame, frames, seconds, still images).
     """
     from .models.checkpoint import load_checkpoint
     from .models.squeezetime import SqueezeTime
@@ -203,7 +206,7 @@ def load(source, *, backend: str = "auto", dtype=None, device=None, threads: int
         raise InputError(f"{len(names)} class names for a head of {model.num_classes} classes")
     data_config = model.data_config or DataConfig.for_model_config(model.config)
     engine = create_backend(backend, model, device=device, dtype=dtype)
-    return Classifier(engine, data_config, names, batch_size=batch_size, model=model)
+    return Classifier(engine, data_config, names, batch_size=batch_size, budget=budget, model=model)
 
 
 __all__ = ["ClipScores", "Classifier", "DEMO", "Prediction", "check_topk", "is_clips", "label_names", "load", "top_k"]

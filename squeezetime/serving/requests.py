@@ -13,6 +13,7 @@ import numpy as np
 
 from ..classifier import Classifier
 from ..errors import InputError, SqueezeTimeError, VideoError
+from ..video import DecodeBudget
 
 DEFAULT_MAX_VIDEO_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_CLIPS = 30
@@ -32,6 +33,26 @@ class RequestLimits:
     def __post_init__(self):
         if self.max_video_bytes < 1 or self.max_clips < 1:
             raise InputError("request limits must be >= 1")
+
+
+BUDGET_SETTINGS = {"max_pixels": int, "max_frames": int, "max_decode_seconds": float, "allow_still_images": bool}
+
+
+def decode_budget(settings: dict) -> DecodeBudget:
+    """A server's ``DecodeBudget`` from its settings (Triton parameters, TorchServe handler settings): the keys of
+    ``BUDGET_SETTINGS``, as values or text; missing ones keep the defaults."""
+    values = {}
+    for key, kind in BUDGET_SETTINGS.items():
+        raw = settings.get(key)
+        if raw is None or raw == "":
+            continue
+        if kind is bool:
+            values[key] = raw if isinstance(raw, bool) else str(raw).strip().lower() in ("1", "true", "yes", "on")
+        else:
+            values[key] = kind(raw)
+    if "max_decode_seconds" in values:
+        values["max_seconds"] = values.pop("max_decode_seconds")
+    return DecodeBudget(**values)
 
 
 def ascii_message(text: str, limit: int = MAX_MESSAGE) -> str:
@@ -118,5 +139,5 @@ def video_clips(classifier: Classifier, data: bytes, views: str, limits: Request
         raise VideoError(f"video could not be decoded ({type(e).__name__}: {e})") from e
 
 
-__all__ = ["DEFAULT_MAX_CLIPS", "DEFAULT_MAX_VIDEO_BYTES", "RequestError", "RequestLimits", "ascii_message",
+__all__ = ["BUDGET_SETTINGS", "DEFAULT_MAX_CLIPS", "decode_budget", "DEFAULT_MAX_VIDEO_BYTES", "RequestError", "RequestLimits", "ascii_message",
            "check_clip_array", "check_video_size", "parse_topk", "parse_views", "text_value", "video_clips"]

@@ -1,7 +1,7 @@
 """video -> clip: decoding (PyAV), frame sampling (mmaction2 SampleFrames) and the official views."""
-from .decode import VideoSource, count_frames, decode_frames, read_video
+from .decode import DEFAULT_BUDGET, BudgetError, DecodeBudget, VideoSource, count_frames, decode_frames, read_video
 from .sampling import sample_frame_indices
 from .views import VIEWS, View, get_view, sample_clips
 
-__all__ = ["VIEWS", "VideoSource", "View", "count_frames", "decode_frames", "get_view", "read_video",
+__all__ = ["BudgetError", "DEFAULT_BUDGET", "DecodeBudget", "VIEWS", "VideoSource", "View", "count_frames", "decode_frames", "get_view", "read_video",
            "sample_clips", "sample_frame_indices"]

@@ -1,8 +1,15 @@
-"""Video file (path or bytes) -> RGB frames, with PyAV. Decodes only the frames a clip needs."""
+"""Video file (path or bytes) -> RGB frames, with PyAV, within a per-video budget.
+
+Every video is untrusted: ``DecodeBudget`` bounds the pixels of a frame, the frames scanned and the seconds
+spent, and refuses still images (a PNG or JPEG is not a video); going over raises ``BudgetError`` naming the
+limit and the setting that raises it. The same budget applies on every path (Python, CLI, Triton, TorchServe).
+"""
 from __future__ import annotations
 
 import io
 import os
+import time
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import av
@@ -11,9 +18,43 @@ import numpy as np
 from ..errors import VideoError
 
 VideoSource = str | os.PathLike | bytes | bytearray | memoryview
+STILL_IMAGE_FORMATS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe", "gif", "gif_pipe",
+                       "apng", "jpegxl_pipe", "qoi_pipe", "pam_pipe", "ppm_pipe", "pgm_pipe", "psd_pipe", "svg_pipe"}
 
 
-def _open(source: VideoSource):
+class BudgetError(VideoError):
+    """A video over a decode budget (too many pixels, frames or seconds) or a still image."""
+
+
+@dataclass(frozen=True)
+class DecodeBudget:
+    max_pixels: int = 4096 * 2304       # per frame: 4K (DCI and UHD) passes, 8K does not
+    max_frames: int = 200_000           # frames scanned in one video (about 2 h at 25 fps)
+    max_seconds: float = 120.0          # wall time to decode one video
+    allow_still_images: bool = False    # a one-frame image file (PNG, JPEG...) as a one-frame video
+
+    def __post_init__(self):
+        if self.max_pixels < 1 or self.max_frames < 1 or not self.max_seconds > 0:
+            raise ValueError("decode budget limits must be positive")
+
+    def check_frame_size(self, name: str, height: int, width: int) -> None:
+        if height * width > self.max_pixels:
+            raise BudgetError(f"{name}: frames of {width}x{height} ({height * width / 1e6:.1f} Mpixels) are over "
+                              f"the limit of {self.max_pixels / 1e6:.1f} Mpixels (setting max_pixels)")
+
+    def check_frames(self, name: str, frames: int) -> None:
+        if frames > self.max_frames:
+            raise BudgetError(f"{name}: more than {self.max_frames} frames (setting max_frames)")
+
+    def check_time(self, name: str, started: float) -> None:
+        if time.monotonic() - started > self.max_seconds:
+            raise BudgetError(f"{name}: decoding took over {self.max_seconds:g} s (setting max_decode_seconds)")
+
+
+DEFAULT_BUDGET = DecodeBudget()
+
+
+def _open(source: VideoSource, budget: DecodeBudget = DEFAULT_BUDGET):
     name = "<bytes>"
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
@@ -33,6 +74,16 @@ def _open(source: VideoSource):
     if not container.streams.video:
         container.close()
         raise VideoError(f"{name}: no video stream (audio-only or data file)")
+    try:
+        if not budget.allow_still_images and container.format.name in STILL_IMAGE_FORMATS:
+            raise BudgetError(f"{name}: a still image ({container.format.name}), not a video "
+                              "(setting allow_still_images)")
+        codec = container.streams.video[0].codec_context
+        if codec.width and codec.height:  # the container's word; decoded frames are checked too
+            budget.check_frame_size(name, codec.height, codec.width)
+    except BaseException:
+        container.close()
+        raise
     return container, name
 
 
@@ -41,11 +92,20 @@ def _reason(e: Exception) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def count_frames(source: VideoSource) -> int:
-    """Number of video frames, counted from the demuxed packets (no decoding)."""
-    container, name = _open(source)
+def count_frames(source: VideoSource, budget: DecodeBudget = DEFAULT_BUDGET) -> int:
+    """Number of video frames, counted from the demuxed packets (no decoding), within ``budget``."""
+    started = time.monotonic()
+    container, name = _open(source, budget)
+    count = 0
     try:
-        return sum(1 for p in container.demux(container.streams.video[0]) if p.size > 0)
+        for packet in container.demux(container.streams.video[0]):
+            if packet.size > 0:
+                count += 1
+                if count % 256 == 0:
+                    budget.check_frames(name, count)
+                    budget.check_time(name, started)
+        budget.check_frames(name, count)
+        return count
     except av.FFmpegError as e:
         raise VideoError(f"{name}: corrupt or truncated video ({_reason(e)})") from e
     finally:
@@ -53,20 +113,26 @@ def count_frames(source: VideoSource) -> int:
 
 
 def decode_frames(source: VideoSource, wanted: Iterable[int] | None = None,
-                  transform: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[dict[int, np.ndarray], int]:
+                  transform: Callable[[np.ndarray], np.ndarray] | None = None,
+                  budget: DecodeBudget = DEFAULT_BUDGET) -> tuple[dict[int, np.ndarray], int]:
     """Decode the video once; return ({index: RGB frame (H, W, 3) uint8}, frames decoded).
 
     ``wanted`` limits which frames are kept (all when None); ``transform`` is applied to each kept frame
-    (e.g. resizing) so that only small frames stay in memory.
+    (e.g. resizing) so that only small frames stay in memory. Over ``budget``: ``BudgetError``.
     """
     keep = None if wanted is None else set(int(i) for i in wanted)
-    container, name = _open(source)
+    started = time.monotonic()
+    container, name = _open(source, budget)
     frames: dict[int, np.ndarray] = {}
     index = 0
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         for frame in container.decode(stream):
+            if index == 0 or index % 16 == 0:
+                budget.check_frame_size(name, frame.height, frame.width)  # the stream may change size
+                budget.check_frames(name, index + 1)
+                budget.check_time(name, started)
             if keep is None or index in keep:
                 rgb = frame.to_ndarray(format="rgb24")
                 frames[index] = transform(rgb) if transform else rgb

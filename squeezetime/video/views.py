@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError, VideoError
-from .decode import VideoSource, count_frames, decode_frames
+from .decode import DEFAULT_BUDGET, DecodeBudget, VideoSource, count_frames, decode_frames
 from .sampling import sample_frame_indices
 
 
@@ -76,16 +76,17 @@ def clips_from_frames(frames: np.ndarray, indices: np.ndarray, view: View) -> np
 
 
 def sample_clips(video: VideoSource, views: str | View = "1x1", clip_len: int = 16,
-                 frame_interval: int = 4) -> np.ndarray:
+                 frame_interval: int = 4, budget: DecodeBudget = DEFAULT_BUDGET) -> np.ndarray:
     """Encoded video -> uint8 clips (V, T, crop, crop, 3) ready for ``normalize_clip``; ``views`` is a name of
-    the official table or a ``View``."""
+    the official table or a ``View``. ``budget`` bounds the decoding work (``BudgetError`` beyond it)."""
     view = views if isinstance(views, View) else get_view(views)
-    total = count_frames(video)
+    total = count_frames(video, budget)
     if total == 0:
         raise VideoError("video stream has no frames")
     for _ in range(2):  # a second pass only when the decoder disagrees with the container's packet count
         indices = sample_frame_indices(total, clip_len, frame_interval, view.num_clips)
-        frames, decoded = decode_frames(video, np.unique(indices), lambda f: resize_short_side(f, view.short_side))
+        frames, decoded = decode_frames(video, np.unique(indices), lambda f: resize_short_side(f, view.short_side),
+                                        budget)
         if all(int(i) in frames for i in np.unique(indices)):
             break
         total = decoded

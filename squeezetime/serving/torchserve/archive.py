@@ -28,6 +28,7 @@ import squeezetime
 
 from ...backends import available_backends
 from ...errors import InputError, SqueezeTimeError
+from ...video import DEFAULT_BUDGET, DecodeBudget
 
 DEFAULT_MODEL_NAME = "squeezetime"
 ENTRY_FILE = "squeezetime_handler.py"
@@ -52,6 +53,8 @@ class ArchiveOptions:
     max_clips_per_request: int = 30
     max_clips_per_forward: int = 16
     backend: str = "auto"  # the worker's Classifier backend: auto, eager, optimized
+    max_video_bytes: int = 64 * 1024 * 1024
+    budget: DecodeBudget = DEFAULT_BUDGET  # decoding limits per video (pixels, frames, seconds, still images)
     threads: int = 0  # torch threads per worker; 0: torch's default
 
 
@@ -64,6 +67,9 @@ def model_config_yaml(opts: ArchiveOptions) -> str:
     handler = {"squeezetime_version": squeezetime.__version__, "default_views": opts.default_views,
                "default_topk": opts.default_topk, "max_clips_per_request": opts.max_clips_per_request,
                "max_clips_per_forward": opts.max_clips_per_forward, "backend": opts.backend,
+               "max_video_bytes": opts.max_video_bytes, "max_pixels": opts.budget.max_pixels,
+               "max_frames": opts.budget.max_frames, "max_decode_seconds": opts.budget.max_seconds,
+               "allow_still_images": opts.budget.allow_still_images,
                "threads": opts.threads}
     lines = [
         "# Written by `squeezetime archive`. TorchServe reads the top-level keys; the handler reads `handler`.",

@@ -26,7 +26,7 @@ from ts.torch_handler.base_handler import BaseHandler
 import squeezetime
 from squeezetime.errors import SqueezeTimeError
 
-from ..requests import RequestLimits, ascii_message
+from ..requests import RequestLimits, ascii_message, decode_budget
 from .archive import LEGACY_OPTIMIZE
 from .inputs import Parsed, parse_request
 
@@ -102,7 +102,8 @@ class SqueezeTimeHandler(BaseHandler):
         self.classifier = squeezetime.load(
             os.path.join(model_dir, serialized), backend=str(settings["backend"]), dtype=str(settings["dtype"]),
             device=self.device, threads=int(settings["threads"] or 0) or None,
-            batch_size=max(1, int(settings["max_clips_per_forward"])), class_names=read_class_names(model_dir))
+            batch_size=max(1, int(settings["max_clips_per_forward"])), class_names=read_class_names(model_dir),
+            budget=decode_budget(settings))
         self.limits = RequestLimits(max_video_bytes=int(settings.get("max_video_bytes") or
                                                         RequestLimits().max_video_bytes),
                                     max_clips=int(settings["max_clips_per_request"]))

@@ -23,7 +23,7 @@ import numpy as np
 
 from ...errors import SqueezeTimeError
 from ..requests import (DEFAULT_MAX_VIDEO_BYTES, RequestError, RequestLimits, ascii_message, check_clip_array,
-                        parse_topk, parse_views, video_clips)
+                        decode_budget, parse_topk, parse_views, video_clips)
 
 DATA_CONFIG_FILE = "data_config.json"
 LABELS_FILE = "labels.txt"
@@ -146,14 +146,16 @@ class VideoModel:
         model_dir = Path(args["model_repository"])
         torch.set_num_threads(int(params.get("num_threads", "1") or 1))
         data_config = DataConfig.from_dict(json.loads((model_dir / DATA_CONFIG_FILE).read_text(encoding="utf-8")))
-        self.classifier = Classifier(None, data_config, read_labels(model_dir / params.get("labels", LABELS_FILE)))
+        self.classifier = Classifier(None, data_config, read_labels(model_dir / params.get("labels", LABELS_FILE)),
+                                     budget=decode_budget(params))
         self.clip_model = params.get("clip_model", "squeezetime")
         self.clip_batch = max(1, int(params.get("clip_max_batch_size", "8")))
         self.limits = RequestLimits(max_video_bytes=int(params.get("max_video_bytes", DEFAULT_MAX_VIDEO_BYTES)))
         self.default_views = params.get("default_views") or data_config.default_views
         self.default_topk = int(params.get("default_topk", "5"))
         _log("info", f"squeezetime_video: {self.classifier.num_classes} classes, clips to {self.clip_model!r} in "
-                     f"batches of <= {self.clip_batch}, videos up to {self.limits.max_video_bytes} bytes")
+                     f"batches of <= {self.clip_batch}, videos up to {self.limits.max_video_bytes} bytes, "
+                     f"{self.classifier.budget}")
 
     def prepare(self, request) -> tuple[np.ndarray, int]:
         """Validate one request and decode its video -> (uint8 clips (V, T, crop, crop, 3), topk)."""

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from ...backends import DTYPES, available_backends
 from ...errors import InputError
+from ...video import DEFAULT_BUDGET, DecodeBudget
 from ..requests import DEFAULT_MAX_VIDEO_BYTES
 from .backend import DATA_CONFIG_FILE, LABELS_FILE
 
@@ -48,6 +49,7 @@ class RepoOptions:
     num_threads: int = 0              # 0: all cores (torch.set_num_threads in the clip model)
     max_queue_delay_us: int = 2000
     max_video_bytes: int = DEFAULT_MAX_VIDEO_BYTES
+    budget: DecodeBudget = DEFAULT_BUDGET     # decoding limits of squeezetime_video (pixels, frames, seconds)
     backend: str = "auto"             # the clip model's Classifier backend (auto, eager, optimized)
     extra: dict = field(default_factory=dict)
 
@@ -101,6 +103,9 @@ def write_repository(out: str | os.PathLike, model=None, *, checkpoint: str | os
                   num_classes=len(names), instances=options.instances, video_instances=options.video_instances,
                   kind=KINDS[options.kind], dtype=options.dtype, num_threads=options.num_threads,
                   max_queue_delay_us=options.max_queue_delay_us, max_video_bytes=options.max_video_bytes,
+                  max_pixels=options.budget.max_pixels, max_frames=options.budget.max_frames,
+                  max_decode_seconds=options.budget.max_seconds,
+                  allow_still_images=str(options.budget.allow_still_images).lower(),
                   backend=options.backend, **options.extra)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
