@@ -82,6 +82,57 @@ def test_matches_eager_for_basic_and_bottleneck_blocks_at_any_batch(depth, batch
         assert relative_l2(alone, expected[:1]) < 1e-5
 
 
+def _trained_bn(model):
+    torch.manual_seed(1)
+    for m in model.modules():  # non-trivial batch-norm statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5), m.bias.data.uniform_(-0.2, 0.2)
+    return model.eval()
+
+
+def test_folding_maths_in_float64():
+    """models.folding: conv + bn as one conv, and the CTL rule (bn after a CTL module into its two branches)."""
+    import torch.nn.functional as F
+
+    from squeezetime.models.folding import bn_affine, fold_conv_bn, fold_ctl_bn
+    from squeezetime.models.squeezetime import ChannelTimeLearning
+
+    conv, bn = torch.nn.Conv2d(6, 8, 3, padding=1, stride=2).double(), torch.nn.BatchNorm2d(8).double()
+    ctl, bn2 = ChannelTimeLearning(8, 8, pos_dim=5).double(), torch.nn.BatchNorm2d(8).double()
+    for m in (conv, bn, ctl, bn2):
+        _trained_bn(m)
+    x = torch.randn(2, 6, 11, 9, dtype=torch.float64)
+    scale, shift = bn_affine(bn)
+    assert scale.dtype == shift.dtype == torch.float64
+    with torch.no_grad():
+        torch.testing.assert_close(scale.view(1, -1, 1, 1) * x[:, :1].expand(2, 8, 11, 9) + shift.view(1, -1, 1, 1),
+                                   bn(x[:, :1].expand(2, 8, 11, 9)), rtol=1e-12, atol=1e-12)
+        w, b = fold_conv_bn(conv, bn)
+        assert w.dtype == b.dtype == torch.float64
+        torch.testing.assert_close(F.conv2d(x, w, b, 2, 1), bn(conv(x)), rtol=1e-12, atol=1e-12)
+        y = torch.randn(2, 8, 10, 10, dtype=torch.float64)
+        (tw, tb), (sw, sb) = fold_ctl_bn(ctl, bn2)
+        gate = ctl.param_conv(y)
+        ioi = ctl.spatial_conv
+        folded = F.conv2d(gate * y, tw, tb) + F.conv2d(y, sw, sb, padding=1) * torch.sigmoid(ioi.attention(y * gate))
+        torch.testing.assert_close(folded, bn2(ctl(y)), rtol=1e-12, atol=1e-12)
+
+
+def test_optimize_uses_the_models_folding():
+    from squeezetime.models.folding import fold_conv_bn, fold_ctl_bn
+
+    model = _trained_bn(squeezetime.create_model("k400", widen_factor=0.125, depth=18))
+    opt = squeezetime.optimize(model)
+    net = model.backbone.net
+    assert torch.equal(opt.stem.weight, fold_conv_bn(net.conv1, net.bn1)[0].float())
+    block = net.layer1[0]
+    (tw, tb), (sw, sb) = fold_ctl_bn(block.conv1, block.bn1)
+    ctl = opt.blocks[0].ctl1
+    assert torch.equal(ctl.temporal.weight, tw.float()) and torch.equal(ctl.temporal.bias, tb.float())
+    assert torch.equal(ctl.short.weight, sw.float()) and torch.equal(ctl.short.bias, sb.float())
+
+
 def test_ava_backbone_features():
     model = squeezetime.create_model("ava", widen_factor=0.125)
     x = torch.randn(1, 3, 16, 64, 64)

@@ -3,7 +3,8 @@
 What it does to the (bit-faithful, eval-mode) network, without changing its forward signature:
 - every batch norm folded: into the preceding convolution (stem, 1x1s, shortcut, strided downsample, the
   global branch of each IOI module, the temporal gate's first 1x1) or, for the one after each CTL module,
-  into its short and temporal convolutions (scale into both, shift into the temporal one's bias);
+  into its short and temporal convolutions (scale into both, shift into the temporal one's bias), with the
+  folding of ``models.folding`` (the one the exported graph uses too);
 - the temporal gate applied to the input once (the gated input feeds the temporal 1x1 conv and the global
   branch); on CPU (fused=True) the gate and that product are one operator (``ops.gate_scale``), the CTL
   module's tail (sigmoid, product, sum, ReLU) runs as oneDNN post-ops of its convolutions, the bottleneck's
@@ -30,20 +31,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import ops
+from ..models.folding import bn_affine, fold_conv_bn, fold_ctl_bn  # noqa: F401 - bn_affine: the old import path
 from ..models.registry import MEAN, STD
-from ..models.squeezetime import (BasicBlock, Bottleneck, ChannelTimeLearning, SqueezeTime, resize_pos_embed)
+from ..models.squeezetime import Bottleneck, ChannelTimeLearning, SqueezeTime, resize_pos_embed
 
 __all__ = ["OptimizedSqueezeTime", "optimize"]
 
 
 def _frozen(t: Tensor, dtype) -> nn.Parameter:
     return nn.Parameter(t.detach().to(dtype).contiguous(), requires_grad=False)
-
-
-def bn_affine(bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
-    """Eval-mode batch norm as y = scale * x + shift (float64)."""
-    scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
-    return scale, bn.bias.double() - bn.running_mean.double() * scale
 
 
 def _mkldnn_usable() -> bool:
@@ -74,18 +70,16 @@ def _input_buffer(shape: tuple, dtype) -> Tensor:
 class FoldedConv(nn.Module):
     """conv (+ folded batch norm) (+ ReLU) (+ residual add then ReLU, ``forward_add_relu``).
 
-    On CPU the weights are also kept pre-packed in oneDNN's blocked layout and the ReLU / residual add run as
-    oneDNN post-ops (what inductor's freezing does, here without compiling). Under torch.compile, on other
-    devices or without oneDNN, the same maths runs through F.conv2d.
+    The weights are ``models.folding.fold_conv_bn(conv, bn)`` (float64, cast once to ``dtype``), or the
+    already folded ``weights`` (weight, bias) given. On CPU they are also kept pre-packed in oneDNN's blocked
+    layout and the ReLU / residual add run as oneDNN post-ops (what inductor's freezing does, here without
+    compiling). Under torch.compile, on other devices or without oneDNN, the same maths runs through F.conv2d.
     """
 
     def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d | None, relu: bool, dtype, prepack: bool = False,
-                 affine: tuple[Tensor, Tensor] | None = None):
+                 weights: tuple[Tensor, Tensor] | None = None):
         super().__init__()
-        w = conv.weight.double()
-        b = conv.bias.double() if conv.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
-        for scale, shift in ([bn_affine(bn)] if bn is not None else []) + ([affine] if affine is not None else []):
-            w, b = w * scale.view(-1, 1, 1, 1), b * scale + shift
+        w, b = weights if weights is not None else fold_conv_bn(conv, bn)
         self.weight, self.bias = _frozen(w, dtype), _frozen(b, dtype)
         self.stride, self.padding, self.groups, self.relu = conv.stride, conv.padding, conv.groups, relu
         self._pad, self._str = list(conv.padding), list(conv.stride)  # the oneDNN ops' int[] arguments
@@ -155,23 +149,23 @@ class OptimizedCTL(nn.Module):
     def __init__(self, ctl: ChannelTimeLearning, bn: nn.BatchNorm2d, dtype, fused: bool, prepack: bool = False):
         super().__init__()
         gate, ioi = ctl.param_conv, ctl.spatial_conv
-        s1, b1 = bn_affine(gate[2])
-        self.gate_w1 = _frozen(gate[1].weight.double().flatten(1) * s1[:, None], dtype)
+        w1, b1 = fold_conv_bn(gate[1], gate[2])
+        self.gate_w1 = _frozen(w1.flatten(1), dtype)
         self.gate_b1 = _frozen(b1, dtype)
         self.gate_w2 = _frozen(gate[4].weight.flatten(1), dtype)
         # float32 for the fused gate_scale kernel (it computes the gate in float32), shared when dtype is float32
         self._gate_f32 = tuple(t.detach() if dtype == torch.float32 else t.detach().float()
                                for t in (self.gate_w1, self.gate_b1, self.gate_w2))
-        scale, shift = bn_affine(bn)
-        self.temporal = FoldedConv(ctl.temporal_conv, None, False, dtype, prepack, affine=(scale, shift))
-        self.short = FoldedConv(ioi.short_conv, None, False, dtype, prepack, affine=(scale, torch.zeros_like(shift)))
+        temporal, short = fold_ctl_bn(ctl, bn)
+        self.temporal = FoldedConv(ctl.temporal_conv, None, False, dtype, prepack, weights=temporal)
+        self.short = FoldedConv(ioi.short_conv, None, False, dtype, prepack, weights=short)
         self.glo0 = FoldedConv(ioi.glo_conv[0], ioi.glo_conv[1], True, dtype, prepack)
         self.glo3 = FoldedConv(ioi.glo_conv[3], ioi.glo_conv[4], True, dtype, prepack)
         self.glo6 = FoldedConv(ioi.glo_conv[6], None, False, dtype, prepack)
         self.pos_embed = _frozen(ioi.pos_embed, torch.float32)
         # the batch norm is in the convolutions: ctl_combine (unpacked paths) runs with unit scale, zero shift
-        self.scale = _frozen(torch.ones_like(scale), torch.float32)
-        self.shift = _frozen(torch.zeros_like(shift), torch.float32)
+        self.scale = _frozen(torch.ones_like(bn.weight), torch.float32)
+        self.shift = _frozen(torch.zeros_like(bn.weight), torch.float32)
         self.fused = fused
         self._pos_cache: dict = {}
         self._pos_conv_cache: dict = {}
