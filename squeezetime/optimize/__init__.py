@@ -42,10 +42,16 @@ def _frozen(t: Tensor, dtype) -> nn.Parameter:
     return nn.Parameter(t.detach().to(dtype).contiguous(), requires_grad=False)
 
 
-def _mkldnn_usable() -> bool:
+def _mkldnn_usable(dtype=torch.float32) -> bool:
+    """oneDNN's pre-packed convolutions exist here, for this dtype (bfloat16 needs AVX-512 BW/VL/DQ or
+    AVX-NE-CONVERT: without them oneDNN refuses to pack bfloat16 weights; float16 likewise)."""
     mk = getattr(torch.ops, "mkldnn", None)
-    return (torch.backends.mkldnn.is_available() and hasattr(mk, "_convolution_pointwise")
-            and hasattr(mk, "_reorder_convolution_weight"))
+    usable = (torch.backends.mkldnn.is_available() and hasattr(mk, "_convolution_pointwise")
+              and hasattr(mk, "_reorder_convolution_weight"))
+    check = {torch.bfloat16: "_is_mkldnn_bf16_supported", torch.float16: "_is_mkldnn_fp16_supported"}.get(dtype)
+    if usable and check is not None:
+        usable = bool(getattr(mk, check, lambda: False)())
+    return usable
 
 
 _buffers = threading.local()
@@ -83,7 +89,7 @@ class FoldedConv(nn.Module):
         self.weight, self.bias = _frozen(w, dtype), _frozen(b, dtype)
         self.stride, self.padding, self.groups, self.relu = conv.stride, conv.padding, conv.groups, relu
         self._pad, self._str = list(conv.padding), list(conv.stride)  # the oneDNN ops' int[] arguments
-        self.prepack = prepack and _mkldnn_usable()
+        self.prepack = prepack and _mkldnn_usable(dtype)
         self._packs: dict = {}  # input shape -> weights packed for it (oneDNN picks the layout per shape)
 
     def _use_packed(self, x: Tensor) -> bool:
