@@ -60,6 +60,44 @@ def test_folding_covers_basic_blocks_with_trained_statistics():
         assert relative_l2(folded(x), model(x).double()) <= 1e-5
 
 
+def test_export_and_optimize_fold_to_the_same_weights():
+    """One batch-norm folding (models.folding) for both: the exported graph's convolutions hold the weights of
+    squeezetime.optimize's, in float32."""
+    model = squeezetime.create_model("k400", widen_factor=0.125, depth=50)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0)
+    model.eval()
+    folded = G.fold_for_inference(model, image_size=64).backbone.net
+    opt = squeezetime.optimize(model)
+    assert torch.equal(folded.conv1.weight, opt.stem.weight) and torch.equal(folded.conv1.bias, opt.stem.bias)
+    block, fast = folded.layer2[0], opt.blocks[3]
+    pairs = [(block.conv1, fast.conv1), (block.conv3, fast.conv3), (block.shortcut_conv, fast.shortcut),
+             (block.downsample, fast.downsample), (block.conv2.temporal_conv, fast.ctl.temporal),
+             (block.conv2.spatial_conv.short_conv, fast.ctl.short),
+             (block.conv2.spatial_conv.glo_conv[0], fast.ctl.glo0), (block.conv2.spatial_conv.glo_conv[3], fast.ctl.glo3)]
+    for conv, fast_conv in pairs:
+        assert torch.equal(conv.weight, fast_conv.weight) and torch.equal(conv.bias, fast_conv.bias)
+    gate = block.conv2.param_conv[1]
+    assert torch.equal(gate.weight.flatten(1), fast.ctl.gate_w1) and torch.equal(gate.bias, fast.ctl.gate_b1)
+
+
+def test_serving_graph_normalises_with_the_squeeze_time_reference():
+    """The unfused graph's input stage is the operator's ATen definition: the same bits as ops.squeeze_time."""
+    from squeezetime import ops
+
+    class Capture(torch.nn.Module):
+        def forward(self, x):
+            self.x = x
+            return x.flatten(1)[:, :4]
+
+    clip = G.example_clip(2, image_size=32)
+    graph = G.ServingGraph(Capture())
+    graph(clip)
+    assert torch.equal(graph.model.x, ops.squeeze_time(clip).view(2, 3, 16, 32, 32))
+    assert torch.equal(graph.model.x, squeezetime.normalize_clip(clip))
+
+
 @pytest.mark.parametrize("precision", ["bf16"])
 def test_reduced_precision_graph_within_stated_tolerance(model, io, precision):
     with torch.inference_mode():

@@ -6,9 +6,10 @@ normalises them (``(x - mean) / std``), folds time into channels (channel index 
 output names are those of the Triton ``squeezetime`` model: CLIP, LOGITS, PROBS.
 
 ``fold_for_inference`` prepares the network for export: every BatchNorm folded into the convolution before
-it (including the BatchNorm that follows a CTL module, folded into its two linear branches) and every
-positional embedding resized once for the export resolution, so that the graph has no BatchNorm and no
-interpolation. It is exact up to float32 rounding (checked against the golden tolerance in the tests).
+it (including the BatchNorm that follows a CTL module, folded into its two linear branches), with the
+float64 folding of ``models.folding`` that ``squeezetime.optimize`` uses too, and every positional embedding
+resized once for the export resolution, so that the graph has no BatchNorm and no interpolation. It is exact
+up to float32 rounding (checked against the golden tolerance in the tests).
 """
 from __future__ import annotations
 
@@ -17,12 +18,12 @@ import copy
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from ..models.folding import fold_conv_bn, fold_ctl_bn
 from ..models.registry import MEAN, STD
 from ..models.squeezetime import (BasicBlock, Bottleneck, ChannelTimeLearning, InterTemporalObjectInteraction,
                                   SqueezeTime, SqueezeTimeNet, TemporalGate, resize_pos_embed)
-from ..optimize import bn_affine
+from ..ops.reference import squeeze_time_reference
 
 INPUT_NAME = "CLIP"
 OUTPUT_NAMES = ("LOGITS", "PROBS")
@@ -31,28 +32,26 @@ PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat
 CUSTOM_OP_NAMESPACE = "squeezetime"  # torch.ops.squeezetime.* (the kernels issue)
 
 
-def _fold_conv_bn(parent: nn.Module, conv_name: str, bn_name: str) -> None:
-    conv, bn = getattr(parent, conv_name), getattr(parent, bn_name)
-    setattr(parent, conv_name, fuse_conv_bn_eval(conv, bn))
-    setattr(parent, bn_name, nn.Identity())
+def _conv_with(conv: nn.Conv2d, weights: tuple[Tensor, Tensor]) -> nn.Conv2d:
+    """A copy of ``conv`` (geometry, dtype, device) holding the folded (weight, bias), cast once."""
+    weight, bias = weights
+    folded = copy.deepcopy(conv)
+    folded.weight = nn.Parameter(weight.to(conv.weight), requires_grad=False)
+    folded.bias = nn.Parameter(bias.to(conv.weight), requires_grad=False)
+    return folded
+
+
+@torch.no_grad()
+def _fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    return _conv_with(conv, fold_conv_bn(conv, bn))
 
 
 @torch.no_grad()
 def _fold_ctl_bn(ctl: ChannelTimeLearning, bn: nn.BatchNorm2d) -> None:
-    """bn(temporal(g*x) + short(x) * s) = scale*temporal(g*x) + shift + (scale*short(x)) * s.
-
-    The scale goes into both branches' weights (and the short branch's bias); the shift becomes the bias
-    of the temporal 1x1 convolution, which has none.
-    """
-    scale, shift = (t.to(bn.weight.dtype) for t in bn_affine(bn))
-    t = ctl.temporal_conv
-    folded = nn.Conv2d(t.in_channels, t.out_channels, 1, bias=True).to(t.weight)
-    folded.weight.copy_(t.weight * scale.view(-1, 1, 1, 1))
-    folded.bias.copy_(shift if t.bias is None else t.bias * scale + shift)
-    ctl.temporal_conv = folded
-    s = ctl.spatial_conv.short_conv
-    s.weight.mul_(scale.view(-1, 1, 1, 1))
-    s.bias.mul_(scale)
+    """The batch norm after ``ctl`` into its temporal and short convolutions (``models.folding.fold_ctl_bn``)."""
+    temporal, short = fold_ctl_bn(ctl, bn)
+    ctl.temporal_conv = _conv_with(ctl.temporal_conv, temporal)
+    ctl.spatial_conv.short_conv = _conv_with(ctl.spatial_conv.short_conv, short)
 
 
 @torch.no_grad()
@@ -79,29 +78,27 @@ def fold_for_inference(model: SqueezeTime, image_size: int = IMAGE_SIZE) -> Sque
     model = copy.deepcopy(model).eval()
     net = model.backbone.net
     _fix_pos_embeds(net, image_size, model.num_frames)
-    _fold_conv_bn(net, "conv1", "bn1")
+    net.conv1, net.bn1 = _fold_conv_bn(net.conv1, net.bn1), nn.Identity()
     for m in list(net.modules()):
         if isinstance(m, TemporalGate):
-            m[1] = fuse_conv_bn_eval(m[1], m[2])
-            m[2] = nn.Identity()
+            m[1], m[2] = _fold_conv_bn(m[1], m[2]), nn.Identity()
         elif isinstance(m, InterTemporalObjectInteraction):
             for c, b in ((0, 1), (3, 4)):
-                m.glo_conv[c] = fuse_conv_bn_eval(m.glo_conv[c], m.glo_conv[b])
-                m.glo_conv[b] = nn.Identity()
+                m.glo_conv[c], m.glo_conv[b] = _fold_conv_bn(m.glo_conv[c], m.glo_conv[b]), nn.Identity()
         elif isinstance(m, Bottleneck):
-            _fold_conv_bn(m, "conv1", "bn1")
+            m.conv1, m.bn1 = _fold_conv_bn(m.conv1, m.bn1), nn.Identity()
             _fold_ctl_bn(m.conv2, m.bn2)
             m.bn2 = nn.Identity()
-            _fold_conv_bn(m, "conv3", "bn3")
+            m.conv3, m.bn3 = _fold_conv_bn(m.conv3, m.bn3), nn.Identity()
         elif isinstance(m, BasicBlock):
             _fold_ctl_bn(m.conv1, m.bn1)
             _fold_ctl_bn(m.conv2, m.bn2)
             m.bn1 = m.bn2 = nn.Identity()
         if isinstance(m, (Bottleneck, BasicBlock)):
             if isinstance(m.shortcut_conv, nn.Sequential):
-                m.shortcut_conv = fuse_conv_bn_eval(m.shortcut_conv[0], m.shortcut_conv[1])
+                m.shortcut_conv = _fold_conv_bn(m.shortcut_conv[0], m.shortcut_conv[1])
             if m.stride != 1:
-                m.downsample = fuse_conv_bn_eval(m.downsample[0], m.downsample[1])
+                m.downsample = _fold_conv_bn(m.downsample[0], m.downsample[1])
     remaining = [n for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if remaining:
         raise RuntimeError(f"BatchNorm left after folding: {remaining[:5]}")
@@ -123,30 +120,31 @@ def inference_model(model: SqueezeTime, image_size: int = IMAGE_SIZE) -> nn.Modu
 class ServingGraph(nn.Module):
     """uint8 CLIP (N, T, H, W, 3) -> LOGITS, PROBS (N, classes) float32; the graph that gets exported.
 
-    ``dtype`` is the compute precision: the clip is normalised in float32, then cast (fp16/bf16 graphs);
-    the logits are cast back to float32 before the softmax.
+    The clip is normalised and folded by the ``squeeze_time`` operator: with ``fused_input`` the custom
+    operator itself (``torch.ops.squeezetime.squeeze_time``, kept by torch.export through its fake kernel and
+    replaced by its decomposition for exporters that cannot take it), otherwise its ATen definition
+    (``ops.reference.squeeze_time_reference``, the same function as that decomposition), which every
+    exporter takes. Both give the same float32 numbers. ``dtype`` is the compute precision: the clip is
+    normalised in float32, then cast (fp16/bf16 graphs); the logits are cast back to float32 before the softmax.
     """
 
     def __init__(self, model: nn.Module, mean=MEAN, std=STD, dtype: torch.dtype = torch.float32,
                  fused_input: bool = False):
         super().__init__()
-        self.fused_input = fused_input  # normalise + fold with torch.ops.squeezetime.squeeze_time (kernels issue)
+        self.fused_input = fused_input
         self.mean_list, self.std_list = [float(m) for m in mean], [float(s) for s in std]
         if getattr(model, "cls_head", True) is None:
             raise ValueError("export needs a classification model (the AVA backbone has no head)")
         self.model = model.to(dtype).eval()
         self.dtype = dtype
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
-        self.register_buffer("inv_std", 1.0 / torch.tensor(std, dtype=torch.float32), persistent=False)
 
     def forward(self, CLIP: Tensor) -> tuple[Tensor, Tensor]:  # noqa: N803 - the Triton input name
         if self.fused_input:
-            n, t, h, w, c = CLIP.shape
             x = torch.ops.squeezetime.squeeze_time(CLIP, self.mean_list, self.std_list)  # (N, 3T, H, W)
-            x = x.reshape(n, c, t, h, w).to(self.dtype)
         else:
-            x = (CLIP.to(torch.float32) - self.mean) * self.inv_std   # (N, T, H, W, 3)
-            x = x.permute(0, 4, 1, 2, 3).to(self.dtype)               # (N, 3, T, H, W): channel c*T + t
+            x = squeeze_time_reference(CLIP, self.mean_list, self.std_list)  # the operator's decomposition
+        n, t, h, w, c = CLIP.shape
+        x = x.unflatten(1, (c, t)).to(self.dtype)  # (N, 3, T, H, W): channel c*T + t
         logits = self.model(x).to(torch.float32)
         return logits, F.softmax(logits, dim=-1)
 
@@ -159,8 +157,9 @@ def serving_graph(model: SqueezeTime, precision: str = "fp32", image_size: int =
     config = getattr(model, "config", {}) or {}
     net = inference_model(model, image_size) if fold else copy.deepcopy(model).eval()
     if fused_input and not _has_custom_op("squeeze_time"):
-        raise RuntimeError("fused_input needs torch.ops.squeezetime.squeeze_time (build the extension: "
-                           "python setup.py build_ext --inplace)")
+        raise RuntimeError("fused_input needs torch.ops.squeezetime.squeeze_time (reinstall with the extension: "
+                           "`pip install --no-build-isolation .`, or `python setup.py build_ext --inplace` in a "
+                           "source checkout)")
     return ServingGraph(net, config.get("mean", MEAN), config.get("std", STD), PRECISIONS[precision], fused_input)
 
 
@@ -190,24 +189,15 @@ def _has_custom_op(name: str) -> bool:
 
 def custom_op_decompositions() -> dict:
     """ATen decompositions of the ``torch.ops.squeezetime`` operators that exist here (their pure-PyTorch
-    references), for ``ExportedProgram.run_decompositions``: exporters that cannot take custom ops get plain
-    ATen, and TensorRT sees one whole graph."""
+    references, written without tensor constants), for ``ExportedProgram.run_decompositions``: exporters that
+    cannot take custom ops get plain ATen, and TensorRT sees one whole graph."""
     from ..ops.reference import ctl_combine_reference
 
     table = {}
     if _has_custom_op("squeeze_time"):
-        table[torch.ops.squeezetime.squeeze_time.default] = squeeze_time_decomposition
+        table[torch.ops.squeezetime.squeeze_time.default] = squeeze_time_reference
     if _has_custom_op("ctl_combine"):
         table[torch.ops.squeezetime.ctl_combine.default] = \
             lambda temporal, short, glo, scale, shift, residual=None, relu=False: ctl_combine_reference(
                 temporal, short, glo, scale, shift, residual, relu)
     return table
-
-
-def squeeze_time_decomposition(frames: Tensor, mean, std) -> Tensor:
-    """``torch.ops.squeezetime.squeeze_time`` in functional ATen (no tensor constants, which a decomposition
-    cannot create): uint8 (N, T, H, W, 3) -> float32 (N, 3*T, H, W), channel c*T + t."""
-    n, t, h, w, c = frames.shape
-    x = frames.to(torch.float32)
-    channels = [(x[..., i] - float(mean[i])) * (1.0 / float(std[i])) for i in range(c)]  # c x (N, T, H, W)
-    return torch.stack(channels, dim=1).reshape(n, c * t, h, w)

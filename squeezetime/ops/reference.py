@@ -1,5 +1,6 @@
 """Pure-PyTorch reference implementations of the squeezetime operators: the definition the kernels are tested
-against, and the path used when the C++ extension is not built."""
+against, the path used when the C++ extension is not built, and (written in functional ATen, without tensor
+constants) the decompositions that replace the operators in exported graphs (``export.graph``)."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -11,16 +12,21 @@ from ..models.registry import MEAN, STD
 
 
 def squeeze_time_reference(frames: Tensor, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> Tensor:
-    """uint8 (N, T, H, W, 3) -> float32 (N, 3*T, H, W), channel c*T + t: ``normalize_clip(frames).reshape``."""
+    """uint8 (N, T, H, W, 3) -> float32 (N, 3*T, H, W), channel c*T + t, ``(float32(x) - mean[c]) / std[c]``.
+
+    The one ATen definition of ``squeeze_time``: fallback, test oracle and export decomposition. Each channel is
+    ``(x - m) / s`` with ``m``, ``s`` Python floats (rounded to float32 by ATen, as the kernels do) and a true
+    float32 division, so the CPU kernel matches it bit for bit; no tensor constants, so a decomposition can
+    use it, and no shape arithmetic, so a traced batch dimension stays symbolic.
+    """
     if frames.dtype != torch.uint8:
         raise TypeError(f"squeeze_time: frames must be uint8 RGB, got {frames.dtype}")
     if frames.dim() != 5 or frames.shape[-1] != 3:
         raise ValueError(f"squeeze_time: frames must be (N, T, H, W, 3), got {tuple(frames.shape)}")
-    n, t, h, w, _ = frames.shape
-    mean_t = torch.tensor(list(mean), dtype=torch.float32, device=frames.device)
-    std_t = torch.tensor(list(std), dtype=torch.float32, device=frames.device)
-    x = (frames.float() - mean_t) / std_t
-    return x.permute(0, 4, 1, 2, 3).reshape(n, 3 * t, h, w).contiguous()
+    if len(mean) != 3 or len(std) != 3:
+        raise ValueError(f"squeeze_time: mean and std need 3 values (RGB), got {len(mean)} and {len(std)}")
+    channels = [(frames[..., c].to(torch.float32) - float(mean[c])) / float(std[c]) for c in range(3)]
+    return torch.stack(channels, dim=1).flatten(1, 2)  # (N, 3, T, H, W) -> (N, 3*T, H, W), contiguous
 
 
 def ctl_combine_reference(temporal: Tensor, short: Tensor, glo: Tensor, scale: Tensor, shift: Tensor,
