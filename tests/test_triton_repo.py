@@ -95,7 +95,8 @@ def test_committed_triton_repo_is_the_package_templates():
         assert fields and fields <= {"max_batch_size", "num_frames", "crop_size", "num_classes", "instances",
                                      "video_instances", "kind", "dtype", "num_threads", "max_queue_delay_us",
                                      "max_video_bytes", "backend", "max_pixels", "max_frames",
-                                     "max_decode_seconds", "allow_still_images"}
+                                     "max_decode_seconds", "allow_still_images", "max_queue_size",
+                                     "queue_timeout_us"}
     assert (ROOT / "triton_repo" / "README.md").is_file()
 
 

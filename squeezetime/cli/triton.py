@@ -26,6 +26,10 @@ def register(sub) -> None:
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="compute dtype of the clip model")
     p.add_argument("--threads", type=int, default=0, help="torch threads of the clip model (0: all cores)")
     p.add_argument("--max-queue-delay-us", type=int, default=2000, help="dynamic batching max_queue_delay")
+    p.add_argument("--max-queue-size", type=positive_int, default=64,
+                   help="requests waiting per model before Triton answers UNAVAILABLE (default 64)")
+    p.add_argument("--queue-timeout-us", type=int, default=0,
+                   help="reject a request that waited this long in a model's queue (default 0: never)")
     p.add_argument("--max-video-bytes", type=int, default=DEFAULT_MAX_VIDEO_BYTES,
                    help=f"largest accepted video upload (default {DEFAULT_MAX_VIDEO_BYTES})")
     p.add_argument("--backend", choices=available_backends(), default="auto",
@@ -66,6 +70,7 @@ def run_repo(args: argparse.Namespace) -> int:
     options = RepoOptions(max_batch_size=args.max_batch_size, instances=args.instances,
                           video_instances=args.video_instances, kind=args.kind, dtype=args.dtype,
                           num_threads=args.threads, max_queue_delay_us=args.max_queue_delay_us,
+                          max_queue_size=args.max_queue_size, queue_timeout_us=args.queue_timeout_us,
                           max_video_bytes=args.max_video_bytes, backend="eager" if args.no_optimize else args.backend)
     try:
         model = squeezetime.demo_model() if args.demo else None

@@ -48,6 +48,8 @@ class RepoOptions:
     dtype: str = "float32"
     num_threads: int = 0              # 0: all cores (torch.set_num_threads in the clip model)
     max_queue_delay_us: int = 2000
+    max_queue_size: int = 64          # requests waiting per model; beyond it Triton answers UNAVAILABLE at once
+    queue_timeout_us: int = 0         # reject a request that waited this long in the queue (0: no timeout)
     max_video_bytes: int = DEFAULT_MAX_VIDEO_BYTES
     budget: DecodeBudget = DEFAULT_BUDGET     # decoding limits of squeezetime_video (pixels, frames, seconds)
     backend: str = "auto"             # the clip model's Classifier backend (auto, eager, optimized)
@@ -62,6 +64,8 @@ class RepoOptions:
             raise InputError(f"kind must be one of {sorted(KINDS)}, got {self.kind!r}")
         if self.dtype not in DTYPES:
             raise InputError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.max_queue_size < 1 or self.queue_timeout_us < 0:
+            raise InputError("max_queue_size must be >= 1 and queue_timeout_us >= 0")
         if self.max_video_bytes < 1:
             raise InputError("max_video_bytes must be >= 1")
         if self.backend not in available_backends():
@@ -102,7 +106,8 @@ def write_repository(out: str | os.PathLike, model=None, *, checkpoint: str | os
                   crop_size=data_config.crop_size,
                   num_classes=len(names), instances=options.instances, video_instances=options.video_instances,
                   kind=KINDS[options.kind], dtype=options.dtype, num_threads=options.num_threads,
-                  max_queue_delay_us=options.max_queue_delay_us, max_video_bytes=options.max_video_bytes,
+                  max_queue_delay_us=options.max_queue_delay_us, max_queue_size=options.max_queue_size,
+                  queue_timeout_us=options.queue_timeout_us, max_video_bytes=options.max_video_bytes,
                   max_pixels=options.budget.max_pixels, max_frames=options.budget.max_frames,
                   max_decode_seconds=options.budget.max_seconds,
                   allow_still_images=str(options.budget.allow_still_images).lower(),
