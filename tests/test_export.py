@@ -72,10 +72,10 @@ def test_export_and_optimize_fold_to_the_same_weights():
     opt = squeezetime.optimize(model)
     assert torch.equal(folded.conv1.weight, opt.stem.weight) and torch.equal(folded.conv1.bias, opt.stem.bias)
     block, fast = folded.layer2[0], opt.blocks[3]
+    ioi = block.conv2.spatial_conv
     pairs = [(block.conv1, fast.conv1), (block.conv3, fast.conv3), (block.shortcut_conv, fast.shortcut),
              (block.downsample, fast.downsample), (block.conv2.temporal_conv, fast.ctl.temporal),
-             (block.conv2.spatial_conv.short_conv, fast.ctl.short),
-             (block.conv2.spatial_conv.glo_conv[0], fast.ctl.glo0), (block.conv2.spatial_conv.glo_conv[3], fast.ctl.glo3)]
+             (ioi.short_conv, fast.ctl.short), (ioi.glo_conv[0], fast.ctl.glo0), (ioi.glo_conv[3], fast.ctl.glo3)]
     for conv, fast_conv in pairs:
         assert torch.equal(conv.weight, fast_conv.weight) and torch.equal(conv.bias, fast_conv.bias)
     gate = block.conv2.param_conv[1]

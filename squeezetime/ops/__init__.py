@@ -2,22 +2,24 @@
 
     squeeze_time(frames, mean, std)  uint8 (N, T, H, W, 3) -> normalised float32 (N, 3*T, H, W), channel c*T + t
     ctl_combine(temporal, short, glo, scale, shift, residual=None, relu=False)
+        scale[c] * (temporal + short * sigmoid(glo)) + shift[c] (+ residual) (ReLU): the end of a CTL module
+        and the batch norm after it, in one pass.
     gate_scale(x, w1, b1, w2)  x * sigmoid(w2 @ relu(w1 @ mean_hw(x) + b1)) per (n, c): a CTL module's temporal
         gate applied to its input (CPU kernel, float32 and bfloat16; reference elsewhere)
     to_channels_last(x, dtype) / to_channels_last.out(x, *, out)  float32 NCHW -> channels-last float32 or
         bfloat16 in one tiled pass (CPU; the network's input, its largest tensor)
-        scale[c] * (temporal + short * sigmoid(glo)) + shift[c] (+ residual) (ReLU): the end of a CTL module
-        and the batch norm after it, in one pass.
 
-The extension (``python setup.py build_ext --inplace``) registers ``torch.ops.squeezetime.*`` with CPU kernels
-(float32, bfloat16) and, when built against a CUDA torch, CUDA kernels (float32, float16, bfloat16). Fake kernels
-are registered here so that torch.compile and torch.export see through the operators. Without a built extension
-the functions below run the reference implementations and say so once (SQUEEZETIME_DISABLE_EXT=1 forces that).
+Importing this module (``import squeezetime`` does) loads the extension when it is built, which registers
+``torch.ops.squeezetime.*`` with CPU kernels (float32, bfloat16) and, when built against a CUDA torch, CUDA
+kernels (float32, float16, bfloat16), and registers the fake kernels (``_fake``) so that torch.compile and
+torch.export see through the operators. Without a built extension the functions below run the reference
+implementations (``reference``) and say so once, at the first use (SQUEEZETIME_DISABLE_EXT=1 forces that).
 """
 from __future__ import annotations
 
 import importlib
 import os
+import sys
 import warnings
 from typing import Sequence
 
@@ -30,6 +32,9 @@ from .reference import ctl_combine_reference, gate_scale_reference, squeeze_time
 __all__ = ["has_kernel", "ctl_combine", "ctl_combine_reference", "gate_scale", "gate_scale_reference", "cuda_extension_available", "extension_available",
            "extension_error", "squeeze_time", "squeeze_time_reference"]
 
+REINSTALL_HINT = ("reinstall squeezetime with the extension: `pip install --no-build-isolation .` in an "
+                  "environment that has torch, or `python setup.py build_ext --inplace` in a source checkout")
+
 _state: dict = {}
 
 
@@ -38,15 +43,19 @@ class ExtensionNotBuiltWarning(UserWarning):
 
 
 def _load() -> dict:
+    """Load squeezetime._C (and _C_cuda) once: the operators' schema and kernels, then their fake kernels."""
     if _state:
         return _state
-    _state.update(cpu=False, cuda=False, error=None)
+    _state.update(cpu=False, cuda=False, error=None, warned=False)
     if os.environ.get("SQUEEZETIME_DISABLE_EXT") == "1":
         _state["error"] = "disabled by SQUEEZETIME_DISABLE_EXT=1"
+        _state["disabled"] = True
     else:
         try:
             importlib.import_module("squeezetime._C")
             _state["cpu"] = hasattr(torch.ops.squeezetime, "ctl_combine")
+            if not _state["cpu"]:
+                _state["error"] = "squeezetime._C loaded but registers no torch.ops.squeezetime operators"
         except (ImportError, OSError) as e:
             _state["error"] = f"{type(e).__name__}: {e}"
     if _state["cpu"]:
@@ -59,15 +68,35 @@ def _load() -> dict:
                 _state["cuda"] = True
             except (ImportError, OSError) as e:
                 _state["cuda_error"] = f"{type(e).__name__}: {e}"
-    else:
-        warnings.warn("squeezetime: C++ extension not built, using pure-PyTorch path (build it with "
-                      f"`python setup.py build_ext --inplace`; {_state['error']})", ExtensionNotBuiltWarning,
-                      stacklevel=3)
     return _state
 
 
+def _warn_if_missing() -> None:
+    """The one-time message of a missing extension, at the first use of an operator (not at import)."""
+    state = _load()
+    if state["cpu"] or state["warned"]:
+        return
+    state["warned"] = True
+    if state.get("disabled"):
+        message = "squeezetime: C++ extension disabled by SQUEEZETIME_DISABLE_EXT=1, using pure-PyTorch path"
+    else:
+        message = (f"squeezetime: C++ extension not built, using pure-PyTorch path ({REINSTALL_HINT}; "
+                   f"import error: {state['error']})")
+    warnings.warn(message, ExtensionNotBuiltWarning, stacklevel=_first_caller_outside_package())
+
+
+def _first_caller_outside_package() -> int:
+    """The warnings stacklevel of the first frame outside the squeezetime package (the user's call)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    frame, level = sys._getframe(1), 1  # level 1: the function that calls warnings.warn
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def extension_available() -> bool:
-    """True when ``torch.ops.squeezetime`` has its CPU kernels (and the schema)."""
+    """True when ``torch.ops.squeezetime`` has its CPU kernels (and the schema); says once if it does not."""
+    _warn_if_missing()
     return _load()["cpu"]
 
 
@@ -77,6 +106,7 @@ def cuda_extension_available() -> bool:
 
 
 def extension_error() -> str | None:
+    """Why the extension is not loaded (the import error), or None."""
     return _load()["error"]
 
 
@@ -90,12 +120,15 @@ def has_kernel(name: str) -> bool:
 
 
 def _use_kernel(device: torch.device) -> bool:
+    _warn_if_missing()
     state = _load()
     return state["cpu"] if device.type == "cpu" else (device.type == "cuda" and state["cuda"])
 
 
 def squeeze_time(frames: Tensor, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> Tensor:
-    """uint8 RGB frames (N, T, H, W, 3) -> float32 (N, 3*T, H, W), exactly ``normalize_clip(frames).reshape``."""
+    """uint8 RGB frames (N, T, H, W, 3) -> float32 (N, 3*T, H, W), channel c*T + t, ``(x - mean[c]) / std[c]``:
+    the production normalise-and-fold (``preprocess.normalize_clip`` is a view of it). The kernel when built
+    for the frames' device, else ``squeeze_time_reference`` (bit-identical on CPU)."""
     if _use_kernel(frames.device):
         return torch.ops.squeezetime.squeeze_time(frames, [float(m) for m in mean], [float(s) for s in std])
     return squeeze_time_reference(frames, mean, std)
@@ -111,6 +144,10 @@ def ctl_combine(temporal: Tensor, short: Tensor, glo: Tensor, scale: Tensor, shi
 
 def gate_scale(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor) -> Tensor:
     """``x * sigmoid(w2 @ relu(w1 @ mean_hw(x) + b1))[n, c]`` in one call (the kernel exists on CPU only)."""
+    _warn_if_missing()
     if has_kernel("gate_scale") and x.device.type == "cpu":
         return torch.ops.squeezetime.gate_scale(x, w1, b1, w2)
     return gate_scale_reference(x, w1, b1, w2)
+
+
+_load()  # importing the package makes torch.ops.squeezetime.* usable (the warning, if any, waits for a use)

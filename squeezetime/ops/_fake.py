@@ -21,6 +21,7 @@ def register() -> None:
     def _squeeze_time_fake(frames, mean, std):
         torch._check(frames.dtype == torch.uint8, lambda: f"squeeze_time: frames must be uint8, got {frames.dtype}")
         torch._check(frames.dim() == 5 and frames.shape[4] == 3, lambda: "squeeze_time: frames must be (N, T, H, W, 3)")
+        torch._check(len(mean) == 3 and len(std) == 3, lambda: "squeeze_time: mean and std need 3 values (RGB)")
         n, t, h, w, _ = frames.shape
         return frames.new_empty((n, 3 * t, h, w), dtype=torch.float32)
 
@@ -40,7 +41,19 @@ def register() -> None:
         fmt = torch.channels_last if nhwc else torch.contiguous_format
         return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=fmt)
 
+    def _check_to_channels_last(x, dtype):
+        torch._check(x.dim() == 4 and x.dtype == torch.float32, lambda: "to_channels_last: x must be float32 NCHW")
+        torch._check(dtype in (torch.float32, torch.bfloat16),
+                     lambda: f"to_channels_last: dtype must be float32 or bfloat16, got {dtype}")
+
     @torch.library.register_fake("squeezetime::to_channels_last")
     def _to_channels_last_fake(x, dtype):
-        torch._check(x.dim() == 4 and x.dtype == torch.float32, lambda: "to_channels_last: x must be float32 NCHW")
+        _check_to_channels_last(x, dtype)
         return torch.empty(x.shape, dtype=dtype, device=x.device, memory_format=torch.channels_last)
+
+    @torch.library.register_fake("squeezetime::to_channels_last.out")
+    def _to_channels_last_out_fake(x, *, out):
+        _check_to_channels_last(x, out.dtype)
+        torch._check(out.shape == x.shape and out.is_contiguous(memory_format=torch.channels_last),
+                     lambda: "to_channels_last.out: out must be channels-last with x's shape")
+        return out  # written in place: the schema's Tensor(a!) return is ``out`` itself
