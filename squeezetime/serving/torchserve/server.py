@@ -6,6 +6,11 @@ launcher's pid file and the worker sockets), ``logs/`` (LOG_LOCATION and METRICS
 ``console.log``), ``key_file.json`` when token auth is on, and ``state.json`` (pid, ports, models) that
 ``stop`` reads. ``start`` returns once every worker of every model is READY, or raises with the reason
 found in the server's logs.
+
+The process group (launcher, Java, workers) is run by ``serving.supervisor.ManagedProcess``, detached: the
+server outlives the process that started it (``squeezetime torchserve start`` returns), and ``stop`` works
+from any process through ``state.json``'s pid (= the process group): SIGTERM to the group (Java shuts its
+workers down), then SIGKILL, every wait bounded.
 """
 from __future__ import annotations
 
@@ -22,16 +27,18 @@ from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from ...errors import SqueezeTimeError
 from .archive import archive_model_name
 from ..ports import free_ports as free_loopback_ports, port_in_use
+from ..supervisor import ManagedProcess, ProcessError, group_alive
 
 DEFAULT_PORTS = {"inference": 8080, "management": 8081, "metrics": 8082, "grpc": 7070, "grpc_management": 7071}
 DEFAULT_MAX_REQUEST_SIZE = 64 * 1024 * 1024
 LAUNCHER = "import sys; from ts.model_server import start; sys.exit(start())"
-_CHILDREN: dict[int, subprocess.Popen] = {}  # launchers this process started, reaped on stop
+PID_FILE = ".model_server.pid"  # Java's pid, written by the launcher into TMPDIR
 
 
-class TorchServeError(RuntimeError):
+class TorchServeError(SqueezeTimeError, RuntimeError):
     """TorchServe could not be started, did not become ready, or could not be stopped."""
 
 
@@ -117,16 +124,14 @@ def free_ports() -> dict:
 
 
 def _alive(pgid: int) -> bool:
-    proc = _CHILDREN.get(pgid)
-    if proc is not None:
-        proc.poll()  # reap the launcher if it exited, so that its zombie does not keep the group "alive"
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """The server's process group still has a member (a launcher this process started is reaped first)."""
+    return group_alive(pgid)
+
+
+def _supervisor(pgid: int, run: Path) -> ManagedProcess:
+    """The group of the launcher ``pgid`` (the object that started it, when this process did)."""
+    return ManagedProcess.for_group(pgid, name="TorchServe", stop_signal=signal.SIGTERM, signal_group=True,
+                                    tail=lambda: log_reason(run / "logs"))
 
 
 def log_reason(log_dir: str | os.PathLike, lines: int = 25) -> str:
@@ -236,10 +241,13 @@ def start(model_store: str | os.PathLike, *, models: dict[str, str] | None = Non
         cmd.append("--disable-token-auth")
     if enable_model_api:
         cmd.append("--enable-model-api")
-    with open(run / "logs" / "console.log", "ab") as console:
-        proc = subprocess.Popen(cmd, cwd=run, env=env, stdin=subprocess.DEVNULL, stdout=console,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    _CHILDREN[proc.pid] = proc
+    proc = ManagedProcess(cmd, cwd=run, env=env, log_path=run / "logs" / "console.log", append_log=True,
+                          name="TorchServe", stop_signal=signal.SIGTERM, signal_group=True, detached=True,
+                          tail=lambda: log_reason(run / "logs"))
+    try:
+        proc.start()
+    except ProcessError as e:
+        raise TorchServeError(str(e)) from e
     info = ServerInfo(str(run), proc.pid, ports, list(serve), str(store), token_auth,
                       {"max_request_size": int(max_request_size), "enable_model_api": bool(enable_model_api)})
     info.save()
@@ -251,30 +259,34 @@ def start(model_store: str | os.PathLike, *, models: dict[str, str] | None = Non
     return info
 
 
-def wait_ready(info: ServerInfo, timeout: float, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
+def wait_ready(info: ServerInfo, timeout: float, proc: "ManagedProcess | subprocess.Popen | None" = None) -> None:
+    """Return once every worker of every model is READY. Raises TorchServeError (with the logs' reason) when
+    the server exits (``proc``, else its process group), a worker fails to load its model, or after
+    ``timeout`` s; the server is left to the caller to stop."""
     pending = list(info.models)
-    last = "no answer yet"
-    while pending:
-        if proc is not None and proc.poll() is not None:
-            raise TorchServeError(f"TorchServe exited with status {proc.returncode} while starting:\n"
-                                  f"{log_reason(info.log_dir)}")
+
+    def ready():
+        while pending:
+            try:
+                statuses = worker_status(info, pending[0])
+            except (urllib.error.URLError, OSError, ValueError) as e:
+                return f"{pending[0]}: {getattr(e, 'reason', e)}"
+            if not (statuses and all(s == "READY" for s in statuses)):
+                return f"{pending[0]}: workers {statuses or 'none yet'}"
+            pending.pop(0)
+        return True
+
+    def failed():
+        if isinstance(proc, subprocess.Popen) and proc.poll() is not None:
+            return f"the launcher exited with status {proc.returncode}"
         failure = worker_failure(info.log_dir)
-        if failure:
-            raise TorchServeError(f"a TorchServe worker failed to load its model ({failure}):\n"
-                                  f"{log_reason(info.log_dir)}")
-        if time.monotonic() > deadline:
-            raise TorchServeError(f"TorchServe workers not READY after {timeout:.0f} s ({last}):\n"
-                                  f"{log_reason(info.log_dir)}")
-        try:
-            statuses = worker_status(info, pending[0])
-            last = f"{pending[0]}: workers {statuses or 'none yet'}"
-            if statuses and all(s == "READY" for s in statuses):
-                pending.pop(0)
-                continue
-        except (urllib.error.URLError, OSError, ValueError) as e:
-            last = f"{pending[0]}: {getattr(e, 'reason', e)}"
-        time.sleep(0.5)
+        return f"a worker failed to load its model ({failure})" if failure else None
+
+    supervisor = proc if isinstance(proc, ManagedProcess) else _supervisor(info.pid, Path(info.run_dir))
+    try:
+        supervisor.wait_ready(ready, timeout, failure=failed, interval=0.5, stop_on_error=False)
+    except ProcessError as e:
+        raise TorchServeError(str(e)) from e
 
 
 def stop(run_dir: str | os.PathLike | None = None, timeout: float = 60.0) -> bool:
@@ -285,36 +297,14 @@ def stop(run_dir: str | os.PathLike | None = None, timeout: float = 60.0) -> boo
         if info is not None:
             (run / "state.json").unlink(missing_ok=True)
         return False
-    env = dict(os.environ)
-    env.update(TMPDIR=str(run / "tmp"), TEMP=str(run / "tmp"))
-    deadline = time.monotonic() + timeout
-    with open(run / "logs" / "console.log", "ab") as console:
-        try:  # the launcher's own stop: SIGTERM to Java, waits for it (--foreground)
-            subprocess.run([sys.executable, "-c", LAUNCHER, "--stop", "--foreground"], cwd=run, env=env,
-                           stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
-                           timeout=max(1.0, timeout / 2))
-        except subprocess.TimeoutExpired:
-            pass
-    for sig, share in ((signal.SIGTERM, 0.8), (signal.SIGKILL, 1.0)):
-        try:
-            os.killpg(info.pid, sig)
-        except ProcessLookupError:
-            break
-        until = time.monotonic() + max(1.0, (deadline - time.monotonic()) * share)
-        while _alive(info.pid) and time.monotonic() < until:
-            time.sleep(0.1)
-        if not _alive(info.pid):
-            break
-    gone = not _alive(info.pid)
-    proc = _CHILDREN.pop(info.pid, None)
-    if proc is not None:
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-    if not gone:
-        raise TorchServeError(f"TorchServe (process group {info.pid}) still running after {timeout:.0f} s")
-    (run / "state.json").unlink(missing_ok=True)
+    proc = _supervisor(info.pid, run)
+    try:
+        proc.stop(max(1.0, timeout * 0.75), kill_timeout=max(1.0, timeout * 0.25))
+    except ProcessError as e:
+        raise TorchServeError(f"TorchServe (process group {info.pid}) still running after {timeout:.0f} s: "
+                              f"{e}") from e
+    for left in (run / "tmp" / PID_FILE, run / "key_file.json", run / "state.json"):
+        left.unlink(missing_ok=True)
     return True
 
 

@@ -1,12 +1,12 @@
 """Start and stop a real ``tritonserver``: the binary of the ``nvidia-pytriton`` wheel on CPU hosts, or one on PATH.
 
-Every wait is bounded. The server runs in its own process group; stopping sends SIGINT, waits for a clean
-exit, then SIGKILLs the group, and removes the python backend's ``/dev/shm`` regions that it left (each
-server gets its own region prefix, so only its own regions are touched).
+The process is run by ``serving.supervisor.ManagedProcess``: its own process group, every wait bounded,
+stopped at interpreter exit. Stopping sends SIGINT, waits for a clean exit, then SIGKILLs the group, and
+removes the python backend's ``/dev/shm`` regions that it left (each server gets its own region prefix, so
+only its own regions are touched).
 """
 from __future__ import annotations
 
-import atexit
 import glob
 import os
 import re
@@ -16,16 +16,15 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-import time
 import urllib.error
 import urllib.request
 import uuid
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import SqueezeTimeError
 from ..ports import free_port, port_in_use
+from ..supervisor import ManagedProcess, ProcessError, ProcessExited, group_pids  # noqa: F401
 
 ENV_BINARY = "SQUEEZETIME_TRITONSERVER"
 SHM_PREFIX = "triton_python_backend_shm_region_"
@@ -125,15 +124,6 @@ def remove_shm_regions(prefix: str) -> list[str]:
     return removed
 
 
-_LIVE: "weakref.WeakSet[TritonServer]" = weakref.WeakSet()
-
-
-@atexit.register
-def _stop_all() -> None:
-    for server in list(_LIVE):
-        server.stop()
-
-
 def check_engines(repository: Path) -> None:
     """A TensorRT engine loads only with the TensorRT (and GPU) that built it: refuse a mismatch up front,
     with the reason, rather than let the server fail to load the model."""
@@ -181,9 +171,13 @@ class TritonServer:
         self.shm_prefix = f"{SHM_PREFIX}st{os.getpid()}_{uuid.uuid4().hex[:8]}_"
         self._workdir = Path(tempfile.mkdtemp(prefix="squeezetime-triton-"))
         self.log_path = Path(log_path) if log_path else self._workdir / "tritonserver.log"
-        self.process: subprocess.Popen | None = None
+        self.supervisor: ManagedProcess | None = None
         self.pgid: int | None = None
-        self._log_file = None
+
+    @property
+    def process(self) -> subprocess.Popen | None:
+        """The running tritonserver's Popen (None when not started or stopped)."""
+        return self.supervisor.popen if self.supervisor is not None else None
 
     # -- endpoints ------------------------------------------------------------------------------------------
     @property
@@ -262,20 +256,23 @@ class TritonServer:
 
     # -- life cycle -----------------------------------------------------------------------------------------
     def start(self) -> "TritonServer":
-        if self.process is not None:
+        if self.supervisor is not None:
             return self
         for name, port in (("gRPC", self.grpc_port), ("HTTP", self.http_port), ("metrics", self.metrics_port)):
             if port_in_use(port, self.host):
                 raise TritonServerError(f"{name} port {self.host}:{port} is already in use")
         self.check_python()
-        self._log_file = open(self.log_path, "wb")
-        self.process = subprocess.Popen(self.command(), env=self.environment(), stdin=subprocess.DEVNULL,
-                                        stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True,
-                                        cwd=self._workdir)
-        self.pgid = self.process.pid
-        _LIVE.add(self)
+        proc = ManagedProcess(self.command(), env=self.environment(), cwd=self._workdir, log_path=self.log_path,
+                              name="tritonserver", stop_signal=signal.SIGINT, tail=self.log_tail)
+        proc.add_cleanup(remove_shm_regions, self.shm_prefix)
+        self.supervisor = proc
         try:
+            proc.start()
+            self.pgid = proc.pgid
             self.wait_ready(self.start_timeout)
+        except ProcessError as e:
+            self.stop()
+            raise TritonServerError(str(e)) from e
         except BaseException:
             self.stop()
             raise
@@ -296,59 +293,39 @@ class TritonServer:
                                     "; install squeezetime (with torch and av) into the environment that holds "
                                     "nvidia-pytriton, or pass python=/--python")
 
+    def ready(self) -> bool:
+        """One readiness probe: ``GET /v2/health/ready`` answers 200 (the server and all its models)."""
+        try:
+            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=2) as r:
+                return r.status == 200
+        except (urllib.error.URLError, ConnectionError, OSError):
+            return False
+
     def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        url = f"http://{self.http_url}/v2/health/ready"
-        while True:
-            code = self.process.poll()
-            if code is not None:
-                raise TritonServerError(f"tritonserver exited with status {code} while starting "
-                                        f"(a model that cannot load stops it).\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                raise TritonServerError(f"tritonserver was not ready within {timeout:.0f} s; killed it.\n"
-                                        f"{self.log_tail()}")
-            time.sleep(0.25)
+        """Wait until ready; a model that cannot load stops tritonserver, which ends the wait at once. On
+        failure the server is stopped and TritonServerError quotes its log."""
+        try:
+            self.supervisor.wait_ready(self.ready, timeout)
+        except ProcessError as e:
+            hint = " (a model that cannot load stops it)" if isinstance(e, ProcessExited) else ""
+            raise TritonServerError(f"{e.message}{hint}\n{e.tail}") from e
 
     def is_running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        return self.supervisor is not None and self.supervisor.poll() is None
 
     def wait(self) -> int:
         """Block until the server exits on its own; return its status."""
-        return self.process.wait()
+        return self.supervisor.wait()
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGINT, wait up to ``timeout`` s, then SIGKILL the process group; remove its shm regions."""
-        proc, self.process = self.process, None
-        code = None
-        if proc is not None:
-            if proc.poll() is None:
-                try:
-                    proc.send_signal(signal.SIGINT)
-                    code = proc.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    pass
-                except ProcessLookupError:
-                    pass
-            _kill_group(proc.pid)
-            try:
-                code = proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                code = None
-            deadline = time.monotonic() + 10  # the stubs die with the group: wait until they are gone
-            while group_pids(proc.pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-        remove_shm_regions(self.shm_prefix)
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-        _LIVE.discard(self)
-        return code
+        proc, self.supervisor = self.supervisor, None
+        if proc is None:
+            return None
+        try:
+            return proc.stop(timeout, kill_timeout=10.0)
+        except ProcessError as e:
+            raise TritonServerError(str(e)) from e
 
     def cleanup(self) -> None:
         """stop() and remove the work directory (backend symlinks; the log unless it was put elsewhere)."""
@@ -375,8 +352,11 @@ class TritonServer:
         self.cleanup()
 
     def __del__(self):
-        if getattr(self, "process", None) is not None:
-            self.stop()
+        if getattr(self, "supervisor", None) is not None:
+            try:
+                self.stop()
+            except Exception:  # noqa: BLE001 - never raise from a finaliser
+                pass
 
 
 def model_python(install: TritonInstall) -> Path:
@@ -401,28 +381,6 @@ def source_root() -> Path | None:
     return root if (root / "setup.py").is_file() and (root / "squeezetime" / "__init__.py").is_file() else None
 
 
-def group_pids(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of process group ``pgid``."""
-    pids = []
-    for stat in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            with open(stat) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            pids.append(int(stat.split("/")[2]))
-    return pids
-
-
-def _kill_group(pgid: int) -> None:
-    """SIGKILL what is left of the server's process group (its python backend stubs included)."""
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 def _python_libdir(python: Path) -> str:
     if python == Path(sys.executable):
         return sysconfig.get_config_var("LIBDIR") or ""
@@ -438,4 +396,4 @@ def _python_version(python: Path) -> str:
 
 
 __all__ = ["ENV_BINARY", "TritonInstall", "TritonServer", "TritonServerError", "find_tritonserver", "free_port",
-           "remove_shm_regions"]
+           "group_pids", "remove_shm_regions"]
