@@ -138,7 +138,7 @@ def test_eight_concurrent_requests_are_batched(torchserve, rest, demo_videos, de
 BAD = {
     "garbage bytes": (b"\x00garbage, not a video" * 50, {}, "not a readable video"),
     "empty body": (b"", {}, "empty request body"),
-    "wrong clip shape": (npy(np.zeros((8, 224, 224, 3), np.uint8)), {}, "clips must have shape"),
+    "wrong clip shape": (npy(np.zeros((8, 224, 224, 3), np.uint8)), {}, "clips must have 16 frames"),
     "wrong clip dtype": (npy(np.zeros((16, 224, 224, 3), np.float32)), {}, "uint8"),
     "unknown view": (None, {"views": "5x5"}, "unknown views"),
     "bad topk": (None, {"topk": "zero"}, "topk must be"),
