@@ -4,6 +4,7 @@
     classifier = squeezetime.load("squeezetime_k400.pth")      # or a model, or "demo"
     classifier.classify("video.mp4", views="1x1", topk=5)      # [(label, probability), ...]
 """
+from . import ops  # loads torch.ops.squeezetime (the C++ extension) and its fake kernels
 from .errors import CheckpointError, InputError, SqueezeTimeError, VideoError
 from .models import CONFIGS, MEAN, STD, SqueezeTime, class_names, create_model, list_models
 from .models.checkpoint import load_checkpoint, save_checkpoint
