@@ -15,3 +15,11 @@ class VideoError(SqueezeTimeError, ValueError):
 
 class InputError(SqueezeTimeError, ValueError):
     """A tensor/array input has the wrong shape, dtype or value range."""
+
+
+class ExportError(SqueezeTimeError, RuntimeError):
+    """A model cannot be exported to the asked format (e.g. custom operators the format cannot carry)."""
+
+
+class ModelTypeError(SqueezeTimeError, TypeError):
+    """An object that is not the kind of model the call needs."""

@@ -10,6 +10,7 @@ import os
 import torch
 from torch.export import Dim, ExportedProgram
 
+from ..errors import ExportError
 from .graph import IMAGE_SIZE, custom_ops_in, example_clip, serving_graph
 
 DEFAULT_MAX_BATCH = 256
@@ -47,7 +48,7 @@ def decompose(program: ExportedProgram) -> ExportedProgram:
     program = program.run_decompositions(decomp_table=table)
     left = custom_ops_in(program.graph_module)
     if left:
-        raise RuntimeError(f"custom operators without a decomposition: {left}; export the unfused model "
+        raise ExportError(f"custom operators without a decomposition: {left}; export the unfused model "
                            "(squeezetime.optimize(model, fused=False)) instead")
     return program
 

@@ -24,6 +24,7 @@ from ..models.registry import MEAN, STD
 from ..models.squeezetime import (BasicBlock, Bottleneck, ChannelTimeLearning, InterTemporalObjectInteraction,
                                   SqueezeTime, SqueezeTimeNet, TemporalGate, resize_pos_embed)
 from ..ops.reference import squeeze_time_reference
+from ..errors import ExportError, InputError
 
 INPUT_NAME = "CLIP"
 OUTPUT_NAMES = ("LOGITS", "PROBS")
@@ -134,7 +135,7 @@ class ServingGraph(nn.Module):
         self.fused_input = fused_input
         self.mean_list, self.std_list = [float(m) for m in mean], [float(s) for s in std]
         if getattr(model, "cls_head", True) is None:
-            raise ValueError("export needs a classification model (the AVA backbone has no head)")
+            raise InputError("export needs a classification model (the AVA backbone has no head)")
         self.model = model.to(dtype).eval()
         self.dtype = dtype
 
@@ -153,11 +154,11 @@ def serving_graph(model: SqueezeTime, precision: str = "fp32", image_size: int =
                   fold: bool = True, fused_input: bool = False) -> ServingGraph:
     """The exported graph for ``model``: folded (default) and wrapped with uint8 normalisation."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+        raise InputError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
     config = getattr(model, "config", {}) or {}
     net = inference_model(model, image_size) if fold else copy.deepcopy(model).eval()
     if fused_input and not _has_custom_op("squeeze_time"):
-        raise RuntimeError("fused_input needs torch.ops.squeezetime.squeeze_time (reinstall with the extension: "
+        raise ExportError("fused_input needs torch.ops.squeezetime.squeeze_time (reinstall with the extension: "
                            "`pip install --no-build-isolation .`, or `python setup.py build_ext --inplace` in a "
                            "source checkout)")
     return ServingGraph(net, config.get("mean", MEAN), config.get("std", STD), PRECISIONS[precision], fused_input)

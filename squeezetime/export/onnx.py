@@ -10,6 +10,7 @@ import os
 
 import torch
 
+from ..errors import InputError
 from .exported_program import DEFAULT_MAX_BATCH, export_program
 from .graph import IMAGE_SIZE, INPUT_NAME, OUTPUT_NAMES
 
@@ -20,7 +21,7 @@ def export_onnx(model, path: str | os.PathLike, precision: str = "fp32", max_bat
                 image_size: int = IMAGE_SIZE, opset: int = OPSET) -> str:
     """Write ``path`` (.onnx, weights inside); returns the path."""
     if opset < 18:
-        raise ValueError(f"opset must be >= 18 (the dynamo exporter), got {opset}")
+        raise InputError(f"opset must be >= 18 (the dynamo exporter), got {opset}")
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     program = export_program(model, precision, max_batch=max_batch, image_size=image_size, decompose_custom_ops=True)

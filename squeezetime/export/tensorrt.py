@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import SqueezeTimeError
+from ..errors import InputError, SqueezeTimeError
 from .graph import INPUT_NAME, OUTPUT_NAMES, PRECISIONS
 from .triton import LABELS_FILE, TRT_MODEL_NAME, trt_config
 
@@ -67,13 +67,13 @@ def parse_batch_profile(text: str | tuple[int, int, int]) -> tuple[int, int, int
         try:
             values = [int(p) for p in parts]
         except ValueError:
-            raise ValueError(f"batch profile must be MIN:OPT:MAX integers, got {text!r}") from None
+            raise InputError(f"batch profile must be MIN:OPT:MAX integers, got {text!r}") from None
     else:
         values = [int(v) for v in text]
     if len(values) == 1:
         values = [1, values[0], values[0]]
     if len(values) != 3 or not (1 <= values[0] <= values[1] <= values[2]):
-        raise ValueError(f"batch profile must be MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX, got {text!r}")
+        raise InputError(f"batch profile must be MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX, got {text!r}")
     return tuple(values)  # type: ignore[return-value]
 
 
@@ -110,7 +110,7 @@ def build_engine(model, precision: str = "fp16", batch=(1, 8, 64), image_size: i
     from .graph import serving_graph
 
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+        raise InputError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
     batch = parse_batch_profile(batch)
     torch_tensorrt = import_torch_tensorrt()
     if _version_tuple(torch_tensorrt.__version__)[:2] < MIN_TORCH_TENSORRT:

@@ -10,6 +10,7 @@ import warnings
 
 import torch
 
+from ..errors import ExportError
 from .graph import IMAGE_SIZE, custom_ops_in, example_clip, serving_graph
 
 
@@ -24,7 +25,7 @@ def trace(model, precision: str = "fp32", image_size: int = IMAGE_SIZE) -> torch
         traced = torch.jit.freeze(traced.eval())
     custom = sorted({n.kind() for n in traced.graph.nodes() if n.kind().startswith("squeezetime::")})
     if custom:
-        raise RuntimeError(f"TorchScript graph calls custom operators {custom}: Triton's libtorch backend and "
+        raise ExportError(f"TorchScript graph calls custom operators {custom}: Triton's libtorch backend and "
                            "TorchServe would need the squeezetime extension; export the unfused model")
     return traced
 

@@ -21,6 +21,7 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
+from ..errors import InputError
 from .graph import INPUT_NAME, OUTPUT_NAMES
 
 TRT_MODEL_NAME = "squeezetime_trt"
@@ -37,7 +38,7 @@ def preferred_sizes(max_batch_size: int, preferred=None) -> list[int]:
     else:
         sizes = sorted({s for s in (8, 16, 32, 64, 128, 256) if s <= max_batch_size} | {max_batch_size})
     if sizes[0] < 1 or sizes[-1] > max_batch_size:
-        raise ValueError(f"preferred batch sizes {sizes} must lie in 1..{max_batch_size}")
+        raise InputError(f"preferred batch sizes {sizes} must lie in 1..{max_batch_size}")
     return sizes
 
 
@@ -81,7 +82,7 @@ def onnx_config(name: str = ONNX_MODEL_NAME, *, num_classes: int, num_frames: in
                 trt_workspace_bytes: int = 1 << 30, labels: bool = False) -> str:
     """config.pbtxt of the onnxruntime model; ``kind="gpu"`` adds the TensorRT execution accelerator."""
     if kind not in ("gpu", "cpu"):
-        raise ValueError(f"kind must be 'gpu' or 'cpu', got {kind!r}")
+        raise InputError(f"kind must be 'gpu' or 'cpu', got {kind!r}")
     text = (f"# SqueezeTime ONNX (written by `squeezetime export --format onnx --triton-repo`).\n"
             f'name: "{name}"\nplatform: "onnxruntime_onnx"\nmax_batch_size: {int(max_batch_size)}\n'
             + _io_block(num_classes, num_frames, image_size, labels=labels)

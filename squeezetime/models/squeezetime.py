@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import InputError
+
 GLOBAL_CHANNELS = 16  # width of the IOI global branch and of its positional embedding (fixed upstream)
 
 
@@ -206,7 +208,7 @@ class SqueezeTimeNet(nn.Module):
     ):
         super().__init__()
         if depth not in DEPTHS:
-            raise ValueError(f"depth must be one of {sorted(DEPTHS)}, got {depth}")
+            raise InputError(f"depth must be one of {sorted(DEPTHS)}, got {depth}")
         block, layers = DEPTHS[depth]
         widths = [int(w * widen_factor) for w in BASE_WIDTHS]
         self.time_steps_out = time_steps_out
@@ -323,7 +325,7 @@ class SqueezeTime(nn.Module):
     def reset_classifier(self, num_classes: int, class_names: Sequence[str] | None = None) -> None:
         """A fresh linear head of ``num_classes`` (0 removes it: the model returns features)."""
         if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
+            raise InputError(f"{len(class_names)} class names for {num_classes} classes")
         self.cls_head = I2DHead(num_classes, self.backbone.net.out_channels) if num_classes > 0 else None
         self.class_names = list(class_names) if class_names is not None else None
         self.config["num_classes"] = num_classes or None

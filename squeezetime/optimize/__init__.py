@@ -34,6 +34,7 @@ from .. import ops
 from ..models.folding import bn_affine, fold_conv_bn, fold_ctl_bn  # noqa: F401 - bn_affine: the old import path
 from ..models.registry import MEAN, STD
 from ..models.squeezetime import Bottleneck, ChannelTimeLearning, SqueezeTime, resize_pos_embed
+from ..errors import InputError, ModelTypeError
 
 __all__ = ["OptimizedSqueezeTime", "optimize"]
 
@@ -326,9 +327,9 @@ def optimize(model: SqueezeTime, *, dtype=torch.float32, fused: bool = True, com
     freezing on), slow to compile on few cores.
     """
     if dtype not in (torch.float32, torch.bfloat16, torch.float16):
-        raise ValueError(f"optimize: dtype must be float32, bfloat16 or float16, got {dtype}")
+        raise InputError(f"optimize: dtype must be float32, bfloat16 or float16, got {dtype}")
     if not isinstance(model, SqueezeTime):
-        raise TypeError(f"optimize: expected a squeezetime.SqueezeTime model, got {type(model).__name__}")
+        raise ModelTypeError(f"optimize: expected a squeezetime.SqueezeTime model, got {type(model).__name__}")
     if fused:
         ops.extension_available()  # says once if the extension is missing
     device = next(model.parameters()).device

@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 import av
 import numpy as np
 
-from ..errors import VideoError
+from ..errors import InputError, VideoError
 
 VideoSource = str | os.PathLike | bytes | bytearray | memoryview
 STILL_IMAGE_FORMATS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe", "gif", "gif_pipe",
@@ -35,7 +35,7 @@ class DecodeBudget:
 
     def __post_init__(self):
         if self.max_pixels < 1 or self.max_frames < 1 or not self.max_seconds > 0:
-            raise ValueError("decode budget limits must be positive")
+            raise InputError("decode budget limits must be positive")
 
     def check_frame_size(self, name: str, height: int, width: int) -> None:
         if height * width > self.max_pixels:
