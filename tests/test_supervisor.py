@@ -4,6 +4,7 @@ fresh object, the exit safety net and the parent-death signal. Every wait is bou
 its process groups are gone (os.killpg(pgid, 0) raises ProcessLookupError)."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -274,3 +275,52 @@ def test_detached_child_outlives_its_launcher(groups):
     assert group_alive(pgid)
     ManagedProcess.for_group(pgid).stop(timeout=5)
     assert gone(pgid)
+
+
+# -- what a killed launcher leaves: owner files and the stale-directory rule ------------------------------------------
+def test_pid_alive_knows_dead_zombie_and_reused_pids(tmp_path):
+    from squeezetime.serving.supervisor import pid_alive, process_start_time
+
+    me = os.getpid()
+    assert pid_alive(me) and pid_alive(me, process_start_time(me))
+    assert not pid_alive(me, process_start_time(me) + 1)  # same pid, another start time: another process
+    child = subprocess.Popen([PY, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z" \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(child.pid)  # a zombie runs nothing
+    child.wait(timeout=30)
+    assert not pid_alive(child.pid) and process_start_time(child.pid) is None
+    assert not pid_alive(0) and not pid_alive(-1)
+
+
+def test_clean_stale_dirs_only_removes_dirs_of_dead_owners_nobody_uses(tmp_path):
+    from squeezetime.serving.supervisor import (OWNER_FILE, clean_stale_dirs, owned_tempdir, processes_mentioning,
+                                                read_owner)
+
+    prefix = "st-test-"
+    child = subprocess.Popen([PY, "-c", "pass"])
+    child.wait(timeout=30)
+    dead = owned_tempdir(prefix, tmp_path)
+    live = owned_tempdir(prefix, tmp_path, note="mine")
+    assert read_owner(live)["pid"] == os.getpid() and read_owner(live)["note"] == "mine"
+    unowned = tmp_path / f"{prefix}no-owner"
+    unowned.mkdir()
+    named = owned_tempdir(prefix, tmp_path)
+    other = owned_tempdir("other-prefix-", tmp_path)
+    for path in (dead, named, other):  # owned by a process that has exited
+        (path / OWNER_FILE).write_text(json.dumps({**read_owner(path), "pid": child.pid, "start_time": None}))
+    holder = subprocess.Popen([PY, "-c", "import time; time.sleep(60)", str(named / "x")])
+    seen = []
+    try:
+        deadline = time.monotonic() + 10
+        while not processes_mentioning(str(named)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        removed = clean_stale_dirs([prefix], tmp_path, on_remove=lambda p, o: seen.append((p, o["pid"])))
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert removed == [dead] and seen == [(dead, child.pid)] and not dead.exists()
+    assert live.exists() and unowned.exists() and named.exists() and other.exists()
+    assert clean_stale_dirs([prefix], tmp_path) == [named]  # nobody names it any more

@@ -84,15 +84,20 @@ def run_repo(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    import shutil
+
     import squeezetime
+    from ..serving.supervisor import owned_tempdir
     from ..serving.triton import TritonServer, TritonServerError, write_repository
+    from ..serving.triton.server import DEMO_REPO_PREFIX
 
     tmp = None
     try:
         repo = args.repo
         if args.demo:
-            tmp = tempfile.TemporaryDirectory(prefix="squeezetime-demo-repo-")
-            repo = write_repository(tmp.name, squeezetime.demo_model())
+            # owned (pid file inside): if this launcher is killed, the next serve/TritonServer.start() removes it
+            tmp = owned_tempdir(DEMO_REPO_PREFIX)
+            repo = write_repository(tmp / "repo", squeezetime.demo_model())
         server = TritonServer(repo, host=args.host, grpc_port=args.grpc_port, http_port=args.http_port,
                               metrics_port=args.metrics_port, binary=args.tritonserver, python=args.python,
                               start_timeout=args.timeout, log_path=args.log)
@@ -106,6 +111,9 @@ def run_serve(args: argparse.Namespace) -> int:
         try:
             print(f"starting tritonserver ({server.install.describe()}) on {repo} ...", file=sys.stderr, flush=True)
             server.start()
+            if server.stale_removed:
+                print(f"removed {len(server.stale_removed)} leftovers of killed launchers: "
+                      + ", ".join(server.stale_removed), file=sys.stderr, flush=True)
             print(f"ready: gRPC {server.grpc_url}  HTTP http://{server.http_url}  metrics {server.metrics_url}",
                   flush=True)
             print(f"models: squeezetime (CLIP), squeezetime_video (VIDEO); log: {server.log_path}; Ctrl-C stops",
@@ -127,7 +135,7 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     finally:
         if tmp is not None:
-            tmp.cleanup()
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run_client(args: argparse.Namespace) -> int:

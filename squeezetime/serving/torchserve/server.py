@@ -11,6 +11,14 @@ The process group (launcher, Java, workers) is run by ``serving.supervisor.Manag
 server outlives the process that started it (``squeezetime torchserve start`` returns), and ``stop`` works
 from any process through ``state.json``'s pid (= the process group): SIGTERM to the group (Java shuts its
 workers down), then SIGKILL, every wait bounded.
+
+Because the server is detached, killing the process that ran ``start`` (even with SIGKILL) leaves it running
+on purpose; ``stop`` still finds it through ``state.json``. When the whole group died instead (SIGKILL of the
+group, OOM, reboot), the run directory keeps stale state: the next ``start`` (or ``stop``) sees that the
+group is gone and removes ``state.json``, ``key_file.json``, TorchServe's pid file and worker sockets first.
+
+Admission control: ``job_queue_size`` requests may wait per model; beyond that TorchServe answers 503 at once
+(instead of queueing without end), and ``max_request_size`` answers 413 from the ``Content-Length`` alone.
 """
 from __future__ import annotations
 
@@ -34,6 +42,7 @@ from ..supervisor import ManagedProcess, ProcessError, group_alive
 
 DEFAULT_PORTS = {"inference": 8080, "management": 8081, "metrics": 8082, "grpc": 7070, "grpc_management": 7071}
 DEFAULT_MAX_REQUEST_SIZE = 64 * 1024 * 1024
+DEFAULT_JOB_QUEUE_SIZE = 100  # requests waiting per model; beyond it TorchServe answers 503 at once
 LAUNCHER = "import sys; from ts.model_server import start; sys.exit(start())"
 PID_FILE = ".model_server.pid"  # Java's pid, written by the launcher into TMPDIR
 
@@ -188,12 +197,28 @@ def _models_in_store(store: Path, models: dict[str, str] | None) -> dict[str, st
     return {archive_model_name(m): m.name for m in mars}
 
 
+def _forget(run: Path) -> None:
+    """Remove the state a server of ``run`` leaves: state.json, keys, TorchServe's pid file, worker sockets.
+    Only for a server whose process group is gone."""
+    for left in (run / "state.json", run / "key_file.json", run / "tmp" / PID_FILE,
+                 *(run / "tmp").glob(".ts.sock.*")):
+        try:
+            left.unlink(missing_ok=True)
+        except IsADirectoryError:
+            pass
+
+
 def start(model_store: str | os.PathLike, *, models: dict[str, str] | None = None,
           run_dir: str | os.PathLike | None = None, ports: dict | None = None,
-          max_request_size: int = DEFAULT_MAX_REQUEST_SIZE, token_auth: bool = False,
-          enable_model_api: bool = False, timeout: float = 180.0, extra_config: dict | None = None,
-          java_home: str | None = None) -> ServerInfo:
-    """Start TorchServe in the background and wait until every worker is READY (bounded by ``timeout``)."""
+          max_request_size: int = DEFAULT_MAX_REQUEST_SIZE, job_queue_size: int = DEFAULT_JOB_QUEUE_SIZE,
+          token_auth: bool = False, enable_model_api: bool = False, timeout: float = 180.0,
+          extra_config: dict | None = None, java_home: str | None = None) -> ServerInfo:
+    """Start TorchServe in the background and wait until every worker is READY (bounded by ``timeout``).
+
+    ``max_request_size``: bytes; larger requests get 413. ``job_queue_size``: requests that may wait per
+    model; more get 503 at once."""
+    if int(max_request_size) < 1 or int(job_queue_size) < 1:
+        raise TorchServeError("max_request_size and job_queue_size must be >= 1")
     store = Path(model_store).resolve()
     if not store.is_dir():
         raise TorchServeError(f"model store {store} is not a directory")
@@ -203,6 +228,8 @@ def start(model_store: str | os.PathLike, *, models: dict[str, str] | None = Non
     if previous is not None and _alive(previous.pid):
         raise TorchServeError(f"a TorchServe from {run} is already running (pid {previous.pid}); "
                               f"`squeezetime torchserve stop --run-dir {run}` first")
+    if previous is not None:  # its process group died without `stop` (SIGKILL, OOM): stale state
+        _forget(run)
     ports = {**DEFAULT_PORTS, **(ports or {})}
     busy = [f"{name} {port}" for name, port in ports.items() if port_in_use(port)]
     if busy:
@@ -221,6 +248,7 @@ def start(model_store: str | os.PathLike, *, models: dict[str, str] | None = Non
         "grpc_inference_address": "127.0.0.1", "grpc_inference_port": ports["grpc"],
         "grpc_management_address": "127.0.0.1", "grpc_management_port": ports["grpc_management"],
         "max_request_size": int(max_request_size),
+        "job_queue_size": int(job_queue_size),
         "disable_token_authorization": str(not token_auth).lower(),
         "enable_model_api": str(bool(enable_model_api)).lower(),
         "model_store": store,
@@ -249,7 +277,8 @@ def start(model_store: str | os.PathLike, *, models: dict[str, str] | None = Non
     except ProcessError as e:
         raise TorchServeError(str(e)) from e
     info = ServerInfo(str(run), proc.pid, ports, list(serve), str(store), token_auth,
-                      {"max_request_size": int(max_request_size), "enable_model_api": bool(enable_model_api)})
+                      {"max_request_size": int(max_request_size), "job_queue_size": int(job_queue_size),
+                       "enable_model_api": bool(enable_model_api)})
     info.save()
     try:
         wait_ready(info, timeout, proc)
@@ -294,8 +323,8 @@ def stop(run_dir: str | os.PathLike | None = None, timeout: float = 60.0) -> boo
     run = Path(run_dir or default_run_dir()).resolve()
     info = ServerInfo.load(run)
     if info is None or not _alive(info.pid):
-        if info is not None:
-            (run / "state.json").unlink(missing_ok=True)
+        if info is not None:  # the group died without `stop`: forget its stale state
+            _forget(run)
         return False
     proc = _supervisor(info.pid, run)
     try:
@@ -303,8 +332,7 @@ def stop(run_dir: str | os.PathLike | None = None, timeout: float = 60.0) -> boo
     except ProcessError as e:
         raise TorchServeError(f"TorchServe (process group {info.pid}) still running after {timeout:.0f} s: "
                               f"{e}") from e
-    for left in (run / "tmp" / PID_FILE, run / "key_file.json", run / "state.json"):
-        left.unlink(missing_ok=True)
+    _forget(run)
     return True
 
 

@@ -4,6 +4,13 @@ The process is run by ``serving.supervisor.ManagedProcess``: its own process gro
 stopped at interpreter exit. Stopping sends SIGINT, waits for a clean exit, then SIGKILLs the group, and
 removes the python backend's ``/dev/shm`` regions that it left (each server gets its own region prefix, so
 only its own regions are touched).
+
+A launcher killed outright (SIGKILL, OOM) cannot clean up: tritonserver dies with it (parent-death signal),
+its python stubs notice their dead parent and exit within seconds, but the work directory (and, when the
+stubs were killed too, their shm regions) stay. ``start()`` first removes such leftovers of dead launchers
+(``clean_stale``): regions whose prefix names a dead launcher pid, and ``squeezetime-triton-*`` /
+``squeezetime-demo-repo-*`` temp directories whose owner file names a dead process, never anything a live
+process still mentions.
 """
 from __future__ import annotations
 
@@ -15,7 +22,6 @@ import signal
 import subprocess
 import sys
 import sysconfig
-import tempfile
 import urllib.error
 import urllib.request
 import uuid
@@ -24,10 +30,14 @@ from pathlib import Path
 
 from ...errors import SqueezeTimeError
 from ..ports import free_port, port_in_use
-from ..supervisor import ManagedProcess, ProcessError, ProcessExited, group_pids  # noqa: F401
+from ..supervisor import (ManagedProcess, ProcessError, ProcessExited, clean_stale_dirs, group_pids,  # noqa: F401
+                          owned_tempdir, pid_alive, processes_mentioning)
 
 ENV_BINARY = "SQUEEZETIME_TRITONSERVER"
 SHM_PREFIX = "triton_python_backend_shm_region_"
+WORKDIR_PREFIX = "squeezetime-triton-"
+DEMO_REPO_PREFIX = "squeezetime-demo-repo-"  # `squeezetime serve --demo`'s repository (an owned temp dir too)
+_SHM_OWNER = re.compile(re.escape(SHM_PREFIX) + r"st(\d+)_([0-9a-f]+)_")  # ...st<launcher pid>_<uuid>_
 DEFAULT_START_TIMEOUT = 180.0
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
@@ -124,6 +134,40 @@ def remove_shm_regions(prefix: str) -> list[str]:
     return removed
 
 
+def stale_shm_prefixes() -> dict[str, list[str]]:
+    """Region prefixes of servers whose launcher (the pid in the prefix) is dead and that no live process
+    mentions (tritonserver names its prefix on its command line, each stub its region): {prefix: [paths]}.
+    Only this user's files. A reused launcher pid keeps them (the work directory's owner file catches that)."""
+    groups: dict[str, list[str]] = {}
+    for path in glob.glob(os.path.join("/dev/shm", glob.escape(SHM_PREFIX) + "st*")):
+        m = _SHM_OWNER.match(os.path.basename(path))
+        try:
+            mine = os.lstat(path).st_uid == os.getuid()
+        except OSError:
+            continue
+        if m and mine:
+            groups.setdefault(m.group(0), []).append(path)
+    return {prefix: paths for prefix, paths in groups.items()
+            if not pid_alive(int(_SHM_OWNER.match(prefix).group(1))) and not processes_mentioning(prefix)}
+
+
+def clean_stale(tmpdir: str | os.PathLike | None = None) -> list[str]:
+    """Remove what killed launchers left: their work and demo-repository temp directories (owner dead, no live
+    process mentions them; the shm regions named in the owner file go with them) and shm regions of dead
+    launchers. Returns the removed paths."""
+    removed: list[str] = []
+
+    def regions_of(path: Path, owner: dict) -> None:
+        prefix = owner.get("shm_prefix")
+        if isinstance(prefix, str) and prefix.startswith(SHM_PREFIX) and not processes_mentioning(prefix):
+            removed.extend(remove_shm_regions(prefix))
+
+    removed += [str(p) for p in clean_stale_dirs((WORKDIR_PREFIX, DEMO_REPO_PREFIX), tmpdir, on_remove=regions_of)]
+    for prefix in stale_shm_prefixes():
+        removed.extend(remove_shm_regions(prefix))
+    return removed
+
+
 def check_engines(repository: Path) -> None:
     """A TensorRT engine loads only with the TensorRT (and GPU) that built it: refuse a mismatch up front,
     with the reason, rather than let the server fail to load the model."""
@@ -169,7 +213,9 @@ class TritonServer:
         self.model_control_explicit = model_control_explicit
         self.log_verbose = log_verbose
         self.shm_prefix = f"{SHM_PREFIX}st{os.getpid()}_{uuid.uuid4().hex[:8]}_"
-        self._workdir = Path(tempfile.mkdtemp(prefix="squeezetime-triton-"))
+        # the owner file lets a later launcher remove this directory (and the regions) if this one is killed
+        self._workdir = owned_tempdir(WORKDIR_PREFIX, shm_prefix=self.shm_prefix)
+        self.stale_removed: list[str] = []  # what start() removed of killed launchers
         self.log_path = Path(log_path) if log_path else self._workdir / "tritonserver.log"
         self.supervisor: ManagedProcess | None = None
         self.pgid: int | None = None
@@ -258,6 +304,7 @@ class TritonServer:
     def start(self) -> "TritonServer":
         if self.supervisor is not None:
             return self
+        self.stale_removed = clean_stale()
         for name, port in (("gRPC", self.grpc_port), ("HTTP", self.http_port), ("metrics", self.metrics_port)):
             if port_in_use(port, self.host):
                 raise TritonServerError(f"{name} port {self.host}:{port} is already in use")
@@ -395,5 +442,5 @@ def _python_version(python: Path) -> str:
     return out.stdout.strip()
 
 
-__all__ = ["ENV_BINARY", "TritonInstall", "TritonServer", "TritonServerError", "find_tritonserver", "free_port",
-           "group_pids", "remove_shm_regions"]
+__all__ = ["ENV_BINARY", "TritonInstall", "TritonServer", "TritonServerError", "clean_stale", "find_tritonserver",
+           "free_port", "group_pids", "remove_shm_regions", "stale_shm_prefixes"]
