@@ -11,7 +11,12 @@ from .models.registry import MEAN, STD
 
 def as_uint8_clips(frames, num_frames: int | None = 16, size: tuple[int, int] | None = None) -> torch.Tensor:
     """Validate a (N, T, H, W, 3) or (T, H, W, 3) uint8 RGB array/tensor and return it as (N, T, H, W, 3)."""
-    clips = torch.from_numpy(np.asarray(frames)) if not isinstance(frames, torch.Tensor) else frames
+    if not isinstance(frames, torch.Tensor):
+        array = np.asarray(frames)
+        if array.dtype != np.uint8:  # before torch sees it: object or string arrays have no tensor form
+            raise InputError(f"clips must be uint8 RGB frames, got {array.dtype}")
+        frames = torch.from_numpy(array)
+    clips = frames
     if clips.dtype != torch.uint8:
         raise InputError(f"clips must be uint8 RGB frames, got {clips.dtype}")
     if clips.dim() == 4:
