@@ -33,6 +33,8 @@ def register(sub) -> None:
         start.add_argument(f"--{name}-port", type=int, default=default)
     start.add_argument("--max-request-size", type=int, default=64 * 1024 * 1024,
                        help="bytes; larger requests get HTTP 413 (default 64 MiB)")
+    start.add_argument("--job-queue-size", type=int, default=100, metavar="N",
+                       help="requests that may wait per model; more get HTTP 503 at once (default 100)")
     start.add_argument("--token-auth", action="store_true",
                        help="require 'Authorization: Bearer <key>' (keys: `squeezetime torchserve key`)")
     start.add_argument("--enable-model-api", action="store_true",
@@ -72,7 +74,8 @@ def run_start(args: argparse.Namespace) -> int:
              "grpc": args.grpc_port, "grpc_management": args.grpc_management_port}
     try:
         info = server.start(args.model_store, models=_models(args.models), run_dir=args.run_dir, ports=ports,
-                            max_request_size=args.max_request_size, token_auth=args.token_auth,
+                            max_request_size=args.max_request_size, job_queue_size=args.job_queue_size,
+                            token_auth=args.token_auth,
                             enable_model_api=args.enable_model_api, timeout=args.timeout)
     except (server.TorchServeError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

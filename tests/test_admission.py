@@ -1,0 +1,202 @@
+"""Admission control against real servers: an overload is answered at once (Triton UNAVAILABLE, TorchServe 503)
+instead of queueing without end, the admitted requests succeed, and the server serves normally afterwards.
+
+Each server is this module's own, with a tiny queue (2), one instance, no batching beyond 1: a burst of 24
+concurrent requests (released together by a barrier) must then be partly refused. Every request has a client
+timeout; every server is stopped in a `finally`. Speed is compared only within one burst (refused vs admitted),
+never against absolute numbers. Also: Triton 2.51 has no flag that bounds a request's size (docs/triton.md,
+"Upload size"); the test says so when a newer tritonserver brings one.
+"""
+from __future__ import annotations
+
+import shutil
+import statistics
+import subprocess
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from _torchserve_support import require_torchserve
+from _triton_support import model_for_tests, require_tritonserver, server_processes, shm_regions
+
+pytestmark = pytest.mark.timeout(300)
+QUEUE = 2
+BURST = 24
+
+
+def burst(call, n: int = BURST, timeout: float = 150.0) -> list[tuple[str, float, str]]:
+    """``call(i)`` from ``n`` threads released at once; [(outcome, seconds, detail)] in order. Bounded: a
+    thread still running after ``timeout`` s fails the test."""
+    barrier = threading.Barrier(n)
+    results: list = [None] * n
+
+    def run(i):
+        barrier.wait(timeout=60)
+        t0 = time.monotonic()
+        try:
+            outcome, detail = call(i)
+        except Exception as e:  # noqa: BLE001 - reported in the assertion
+            outcome, detail = "exception", repr(e)
+        results[i] = (outcome, time.monotonic() - t0, detail)
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + timeout
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    assert not any(t.is_alive() for t in threads), f"requests still hanging after {timeout} s"
+    return results
+
+
+def check_overload(results, ok: str, refused: str, refused_text: str) -> dict:
+    """Every request admitted or refused (with ``refused_text``); some of each; the refused answered well
+    before the admitted. Returns the figures (printed with -s)."""
+    other = [r for r in results if r[0] not in (ok, refused)]
+    assert not other, f"neither admitted nor refused: {other}"
+    admitted = [r[1] for r in results if r[0] == ok]
+    rejected = [r for r in results if r[0] == refused]
+    assert admitted, "nothing was admitted"
+    assert rejected, f"nothing was refused with a queue of {QUEUE} and {len(results)} concurrent requests"
+    assert all(refused_text in r[2] for r in rejected), rejected[:3]
+    figures = {"admitted": len(admitted), "refused": len(rejected),
+               "admitted_median_s": statistics.median(admitted),
+               "refused_median_s": statistics.median(r[1] for r in rejected),
+               "refused_max_s": max(r[1] for r in rejected)}
+    print(f"overload figures: {figures}")
+    assert figures["refused_median_s"] < figures["admitted_median_s"] / 2, figures
+    return figures
+
+
+# -- Triton: dynamic batcher queue policy (max_queue_size) --------------------------------------------------------
+@pytest.fixture(scope="module")
+def small_queue_triton(tmp_path_factory):
+    """The clip model alone, one instance, batches of 1, at most QUEUE requests waiting."""
+    require_tritonserver()
+    from squeezetime.serving.triton import RepoOptions, TritonServer, write_repository
+
+    repo = write_repository(tmp_path_factory.mktemp("admission_repo"), model_for_tests(),
+                            options=RepoOptions(max_batch_size=1, instances=1, max_queue_size=QUEUE, num_threads=1))
+    shutil.rmtree(repo / "squeezetime_video")  # not needed here: faster start
+    assert f"max_queue_size: {QUEUE}" in (repo / "squeezetime" / "config.pbtxt").read_text()
+    server = TritonServer(repo, start_timeout=240)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
+        assert not server_processes(server) and not shm_regions(server.shm_prefix)
+
+
+def clip_request(grpcclient, clips):
+    inp = grpcclient.InferInput("CLIP", list(clips.shape), "UINT8")
+    inp.set_data_from_numpy(clips)
+    return [inp]
+
+
+def test_triton_full_queue_is_unavailable_at_once(small_queue_triton):
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    clips = np.zeros((1, 16, 224, 224, 3), np.uint8)
+    clients = [grpcclient.InferenceServerClient(small_queue_triton.grpc_url) for _ in range(BURST)]
+    try:
+        for c in clients:  # connected before the burst: the burst measures the server, not channel set-up
+            assert c.is_model_ready("squeezetime", client_timeout=30)
+        inputs = [clip_request(grpcclient, clips) for _ in range(BURST)]
+
+        def call(i):
+            try:
+                clients[i].infer("squeezetime", inputs[i], client_timeout=120)
+                return "ok", ""
+            except InferenceServerException as e:
+                return str(e.status()), e.message() or ""
+
+        results = burst(call)
+        check_overload(results, "ok", "StatusCode.UNAVAILABLE", "queue")
+        # and the server is fine: a normal request afterwards
+        out = clients[0].infer("squeezetime", clip_request(grpcclient, clips), client_timeout=120)
+        assert out.as_numpy("PROBS").shape[0] == 1
+    finally:
+        for c in clients:
+            c.close()
+
+
+def test_triton_has_no_request_size_flag(tmp_path):
+    """Triton 2.51 buffers a whole request before anything can refuse it (docs/triton.md, "Upload size"). If a
+    newer tritonserver offers a size flag, pass it from TritonServer (max_request_bytes) and update the docs."""
+    require_tritonserver()
+    from squeezetime.serving.triton import TritonServer
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.pbtxt").write_text('name: "m"\nbackend: "python"\n')
+    server = TritonServer(tmp_path)
+    try:
+        out = subprocess.run([str(server.install.binary), "--help"], env=server.environment(), capture_output=True,
+                             text=True, timeout=60)
+    finally:
+        server.cleanup()
+    text = out.stdout + out.stderr
+    assert "--grpc-port" in text, text[-2000:]
+    flags = [line.split()[0] for line in text.splitlines() if line.strip().startswith("--")]
+    sized = [f for f in flags if any(w in f for w in ("max-input-size", "max-message", "max-request", "body-size"))]
+    assert not sized, f"this tritonserver can bound request sizes ({sized}): wire it into TritonServer"
+
+
+# -- TorchServe: job queue (job_queue_size) ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def small_queue_torchserve(tmp_path_factory):
+    require_torchserve()
+    from squeezetime.serving.torchserve import server
+    from squeezetime.serving.torchserve.archive import ArchiveOptions, build_archive
+
+    base = tmp_path_factory.mktemp("admission_torchserve")
+    build_archive(base / "store", options=ArchiveOptions(batch_size=1, max_batch_delay_ms=1, workers=1, threads=2))
+    run = base / "run"
+    try:
+        info = server.start(base / "store", run_dir=run, ports=server.free_ports(), job_queue_size=QUEUE, timeout=240)
+        yield info
+    finally:
+        server.stop(run, timeout=60)
+
+
+def test_torchserve_full_job_queue_is_503_at_once(small_queue_torchserve, demo_videos):
+    from pathlib import Path
+
+    from squeezetime.serving.torchserve.client import RestClient
+
+    info = small_queue_torchserve
+    assert f"job_queue_size={QUEUE}" in (Path(info.run_dir) / "config.properties").read_text()
+    assert info.extra["job_queue_size"] == QUEUE
+    video, truth = demo_videos[0]
+    data = Path(video).read_bytes()
+    rest = RestClient(info.inference_url, timeout=120)
+    status, body, _ = rest.predict_raw(data)  # warm: the first request pays for the worker's first forward
+    assert status == 200, body[:300]
+
+    def call(i):
+        status, body, _ = rest.predict_raw(data)
+        return str(status), body.decode("utf-8", "replace")
+
+    results = burst(call)
+    check_overload(results, "200", "503", "ServiceUnavailable")
+    for outcome, _, body in results:
+        if outcome == "200":
+            assert truth in body
+    status, body, _ = rest.predict_raw(data)
+    assert status == 200 and truth in body.decode()
+    assert rest.health() == "Healthy"
+
+
+def test_cli_torchserve_start_has_job_queue_size():
+    import argparse
+
+    from squeezetime.cli import torchserve as cli_torchserve
+
+    parser = argparse.ArgumentParser()
+    cli_torchserve.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["torchserve", "start", "--model-store", "x", "--job-queue-size", "7"])
+    assert args.job_queue_size == 7
+    assert parser.parse_args(["torchserve", "start", "--model-store", "x"]).job_queue_size == 100
