@@ -1,6 +1,6 @@
-# Kernels (csrc/): the CPU extension (squeezetime/_C*.so) is built in place before the tests, and must build:
-# `pip install -e .` (make setup) goes through an isolated PEP 660 build where torch is not importable, so it
-# cannot build it itself.
+# Kernels (csrc/): the CPU extension (squeezetime/_C*.so) is built in place before the tests, and must build and
+# load. make setup's `pip install --no-build-isolation -e .` builds it already; setup.py gives both that and
+# `setup.py build_ext --inplace` the same build/temp.* directory, so this rule recompiles only what changed since.
 # CI also compiles the CUDA kernels, compile only, against a CUDA build of torch in its own venv (.venv-cuda):
 # tests/test_kernels_build.py runs csrc/tools/cuda_compile_check.py in it. `make gpu-check` runs everything on
 # a machine with an NVIDIA GPU.
