@@ -13,7 +13,8 @@ live here once, so the same video gives the same numbers on every path.
 from __future__ import annotations
 
 import os
-from typing import Iterable, NamedTuple, Sequence
+from contextlib import nullcontext
+from typing import Callable, Iterable, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -24,6 +25,7 @@ from .data_config import DataConfig
 from .errors import InputError, SqueezeTimeError
 from .preprocess import as_uint8_clips
 from .video import DEFAULT_BUDGET, DecodeBudget, VideoSource, sample_clips
+from .video.decode import stop_when
 
 Prediction = list[tuple[str, float]]
 DEMO = "demo"
@@ -81,11 +83,14 @@ class Classifier:
                 f"frames, crop {d.crop_size}, batch {self.batch_size})")
 
     # -- video -> clips ----------------------------------------------------------------------------------------
-    def clips(self, video: VideoSource, views: str | None = None) -> np.ndarray:
+    def clips(self, video: VideoSource, views: str | None = None, *,
+              should_stop: Callable[[], bool] | None = None) -> np.ndarray:
         """Encoded video (path or bytes) -> uint8 clips (V, T, crop, crop, 3) of the named views, decoded within
-        ``self.budget``."""
+        ``self.budget``. ``should_stop``: asked every few frames; True stops the decode (``DecodeCancelled``);
+        None keeps the check of an enclosing ``squeezetime.video.decode.stop_when``, if any."""
         d = self.data_config
-        return sample_clips(video, d.view(views), d.num_frames, d.frame_interval, self.budget)
+        with stop_when(should_stop) if should_stop is not None else nullcontext():
+            return sample_clips(video, d.view(views), d.num_frames, d.frame_interval, self.budget)
 
     def check_clips(self, clips) -> Tensor:
         """uint8 (N, T, crop, crop, 3) or (T, crop, crop, 3) as this model needs them, else ``InputError``."""

@@ -9,13 +9,15 @@ from __future__ import annotations
 import io
 import os
 import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import av
 import numpy as np
 
-from ..errors import InputError, VideoError
+from ..errors import InputError, SqueezeTimeError, VideoError
 
 VideoSource = str | os.PathLike | bytes | bytearray | memoryview
 STILL_IMAGE_FORMATS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe", "gif", "gif_pipe",
@@ -24,6 +26,32 @@ STILL_IMAGE_FORMATS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe
 
 class BudgetError(VideoError):
     """A video over a decode budget (too many pixels, frames or seconds) or a still image."""
+
+
+class DecodeCancelled(SqueezeTimeError):
+    """Decoding was stopped because the caller's ``should_stop`` said so (e.g. the request was cancelled)."""
+
+
+# The caller's "stop now?" check of the decode running in this thread (``stop_when``); None: never stop.
+_should_stop: ContextVar[Callable[[], bool] | None] = ContextVar("squeezetime_decode_should_stop", default=None)
+
+
+@contextmanager
+def stop_when(should_stop: Callable[[], bool] | None):
+    """Decodes run inside the block call ``should_stop()`` every few frames (and once before opening a video)
+    and raise ``DecodeCancelled`` when it returns True. Per thread (a context variable); None: no check."""
+    token = _should_stop.set(should_stop)
+    try:
+        yield
+    finally:
+        _should_stop.reset(token)
+
+
+def check_stop(name: str = "<video>") -> None:
+    """Raise ``DecodeCancelled`` when the ``stop_when`` check of this thread says stop."""
+    should_stop = _should_stop.get()
+    if should_stop is not None and should_stop():
+        raise DecodeCancelled(f"{name}: decoding stopped: the request was cancelled")
 
 
 @dataclass(frozen=True)
@@ -67,6 +95,7 @@ def _open(source: VideoSource, budget: DecodeBudget = DEFAULT_BUDGET):
         if os.path.getsize(name) == 0:
             raise VideoError(f"{name}: empty file (0 bytes)")
         stream = name
+    check_stop(name)
     try:
         container = av.open(stream, mode="r")
     except (av.FFmpegError, ValueError, OSError) as e:
@@ -104,6 +133,7 @@ def count_frames(source: VideoSource, budget: DecodeBudget = DEFAULT_BUDGET) -> 
                 if count % 256 == 0:
                     budget.check_frames(name, count)
                     budget.check_time(name, started)
+                    check_stop(name)
         budget.check_frames(name, count)
         return count
     except av.FFmpegError as e:
@@ -133,6 +163,7 @@ def decode_frames(source: VideoSource, wanted: Iterable[int] | None = None,
                 budget.check_frame_size(name, frame.height, frame.width)  # the stream may change size
                 budget.check_frames(name, index + 1)
                 budget.check_time(name, started)
+                check_stop(name)
             if keep is None or index in keep:
                 rgb = frame.to_ndarray(format="rgb24")
                 frames[index] = transform(rgb) if transform else rgb
