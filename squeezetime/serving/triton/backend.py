@@ -5,7 +5,16 @@
 - ``VideoModel`` (model ``squeezetime_video``): an encoded video -> top-k ``LABELS`` and ``SCORES``, exactly as
   ``Classifier.classify``: it decodes here (``Classifier.clips``), sends the clips to the clip model through BLS
   (``async_exec``), so clips of concurrent requests meet in the clip model's dynamic batcher, and summarises
-  (``Classifier.summarize_many``).
+  (``Classifier.summarize``). Decoding runs off the request path: ``execute`` only reads and checks each
+  request, then hands it to the model's own event loop (one thread) and returns; the video is decoded in a pool of
+  ``decode_threads`` threads (PyAV releases the GIL) and each request is answered through its response sender
+  as soon as it is done, so one expensive video does not hold up cheap ones. At most ``max_in_flight`` requests
+  are in the model at once; beyond that ``execute`` waits, and Triton's queue policy (``max_queue_size``, queue
+  timeout) applies. A request the client cancelled stops its decode (``response_sender.is_cancelled()``,
+  checked every few frames) and its scoring.
+
+Both record Prometheus metrics on Triton's metrics endpoint (``squeezetime.serving.metrics``: per-stage
+histograms, requests, clips, rejections by reason).
 
 Shapes and names come from the model's config; the class names from its ``labels.txt`` and the pipeline from
 ``data_config.json`` (both written by ``squeezetime triton-repo``). Requests are untrusted: each is validated
@@ -16,14 +25,22 @@ where ``triton_python_backend_utils`` is importable.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import queue
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ...errors import SqueezeTimeError
+from ...errors import SqueezeTimeError, VideoError
+from ...video.decode import DecodeCancelled
+from .. import metrics as m
 from ..requests import (DEFAULT_MAX_VIDEO_BYTES, RequestError, RequestLimits, ascii_message, check_clip_array,
-                        decode_budget, parse_topk, parse_views, video_clips)
+                        check_video_size, decode_budget, parse_topk, parse_views)
 
 DATA_CONFIG_FILE = "data_config.json"
 LABELS_FILE = "labels.txt"
@@ -73,6 +90,75 @@ def _single(request, name: str):
     return array.reshape(-1)[0]
 
 
+def _flag(value, default: bool = True) -> bool:
+    if value is None or str(value).strip() == "":
+        return default
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+class TritonMetrics(m.Recorder):
+    """``squeezetime.serving.metrics`` through the python backend's custom metrics (``pb_utils.MetricFamily``), on
+    Triton's metrics endpoint. Labels: ``model`` (and ``stage`` / ``reason``). Metrics never fail a request: an
+    error while recording is logged once and recording stops.
+
+    Thread safety: the stub's ``Metric.observe/increment`` are not (24.10: each call releases the GIL and then
+    replaces the metric's shared-memory block, so two threads on one metric hand the server a freed block and
+    tritonserver aborts with std::bad_alloc). Every call here holds one lock."""
+
+    def __init__(self, model: str):
+        pb = _pb()
+        family = pb.MetricFamily
+        # The families must outlive their metrics (and the server removes a family when its object is freed).
+        self._families = {
+            m.STAGE_SECONDS: family(m.STAGE_SECONDS, m.DESCRIPTIONS[m.STAGE_SECONDS], family.HISTOGRAM),
+            m.REQUESTS: family(m.REQUESTS, m.DESCRIPTIONS[m.REQUESTS], family.COUNTER),
+            m.REJECTIONS: family(m.REJECTIONS, m.DESCRIPTIONS[m.REJECTIONS], family.COUNTER),
+            m.CLIPS: family(m.CLIPS, m.DESCRIPTIONS[m.CLIPS], family.COUNTER),
+        }
+        f = self._families
+        self._stages = {stage: f[m.STAGE_SECONDS].Metric(labels={"model": model, "stage": stage},
+                                                          buckets=list(m.BUCKETS)) for stage in m.STAGES}
+        self._requests = f[m.REQUESTS].Metric(labels={"model": model})
+        self._rejections = {reason: f[m.REJECTIONS].Metric(labels={"model": model, "reason": reason})
+                            for reason in m.REASONS}
+        self._clips = f[m.CLIPS].Metric(labels={"model": model})
+        self._broken = False
+        self._lock = threading.Lock()
+
+    def _do(self, fn, value) -> None:
+        if self._broken:
+            return
+        try:
+            with self._lock:
+                fn(value)
+        except Exception as e:  # noqa: BLE001 - metrics never fail a request
+            self._broken = True
+            _log("warn", f"squeezetime: metrics off after an error: {type(e).__name__}: {e}")
+
+    def stage(self, stage: str, seconds: float) -> None:
+        self._do(self._stages[m.check_stage(stage)].observe, max(0.0, float(seconds)))
+
+    def request(self, count: int = 1) -> None:
+        self._do(self._requests.increment, float(count))
+
+    def rejected(self, reason: str) -> None:
+        self._do(self._rejections[m.check_reason(reason)].increment, 1.0)
+
+    def clips(self, count: int) -> None:
+        self._do(self._clips.increment, float(count))
+
+
+def _recorder(model: str) -> m.Recorder:
+    try:
+        return TritonMetrics(model)
+    except Exception as e:  # noqa: BLE001 - a server without custom metrics (--allow-metrics=false) still serves
+        _log("warn", f"squeezetime: {model}: no custom metrics ({type(e).__name__}: {e})")
+        return m.Recorder()
+
+
+ERROR_CODES = {"cancelled": "CANCELLED", "overloaded": "UNAVAILABLE", "internal": "INTERNAL"}
+
+
 class ClipModel:
     """``squeezetime``: ``Classifier.infer`` on batches of sampled, cropped RGB clips."""
 
@@ -93,10 +179,13 @@ class ClipModel:
             raise ValueError(f"config CLIP dims {dims} do not match the checkpoint's data config "
                              f"[{d.num_frames}, {d.crop_size}, {d.crop_size}, 3]")
         self.limits = RequestLimits(max_clips=max(1, int(config.get("max_batch_size", 1))))
+        self.metrics = _recorder(args["model_name"])
         _log("info", f"squeezetime: {args['model_name']} loaded: {self.classifier!r}")
 
     def execute(self, requests):
         pb = _pb()
+        started = time.perf_counter()
+        self.metrics.request(len(requests))
         arrays, responses = [], [None] * len(requests)
         for i, request in enumerate(requests):
             clip = pb.get_input_tensor_by_name(request, "CLIP")
@@ -105,8 +194,11 @@ class ClipModel:
                     raise RequestError("input CLIP is missing")
                 arrays.append((i, check_clip_array(clip.as_numpy(), self.classifier, self.limits)))
             except SqueezeTimeError as e:
+                self.metrics.rejected(m.rejection_reason(e))
                 responses[i] = _error(str(e))
+        self.metrics.stage("preprocess", time.perf_counter() - started)
         if arrays:
+            t = time.perf_counter()
             try:
                 scores = self.classifier.infer(np.concatenate([a for _, a in arrays]))
                 parts = zip(scores.logits.split([len(a) for _, a in arrays]),
@@ -118,8 +210,12 @@ class ClipModel:
                     try:
                         responses[i] = self._response(*self.classifier.infer(array))
                     except Exception as e:  # noqa: BLE001
+                        self.metrics.rejected("internal")
                         responses[i] = _error(f"squeezetime failed on this request: {type(e).__name__}: {e}",
                                               "INTERNAL")
+            self.metrics.stage("inference", time.perf_counter() - t)
+            self.metrics.clips(sum(len(a) for _, a in arrays))
+        self.metrics.stage("total", time.perf_counter() - started)
         return responses
 
     @staticmethod
@@ -133,8 +229,93 @@ class ClipModel:
         self.classifier = None
 
 
+class DecodePool:
+    """``threads`` worker threads that take the cheapest waiting job first (``cost``: the caller's estimate), so
+    that a cheap video waits only for a free thread, never behind a queue of expensive ones. Jobs return
+    ``concurrent.futures.Future`` objects (``asyncio.wrap_future`` them on an event loop)."""
+
+    def __init__(self, threads: int, name: str = "squeezetime-decode"):
+        self._queue: queue.PriorityQueue = queue.PriorityQueue()
+        self._order = itertools.count()
+        self._closed = False
+        self._threads = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(threads)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, cost: float, fn, *args) -> Future:
+        if self._closed:
+            raise RuntimeError("the decode pool is shut down")
+        future: Future = Future()
+        self._queue.put((float(cost), next(self._order), future, fn, args))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            _, _, future, fn, args = self._queue.get()
+            if future is None:
+                return
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = fn(*args)
+            except BaseException as e:  # noqa: BLE001 - the job's own outcome
+                future.set_exception(e)
+            else:
+                future.set_result(result)
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Cancel waiting jobs, let running ones finish (up to ``timeout`` s in all), stop the threads."""
+        self._closed = True
+        while True:
+            try:
+                _, _, future, _, _ = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if future is not None:
+                future.cancel()
+        for _ in self._threads:
+            self._queue.put((float("-inf"), next(self._order), None, None, ()))
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+
+def decode_cost(video: bytes, view) -> float:
+    """A decode's cost estimate for ``DecodePool``: encoded bytes (frames x pixels, roughly) x clips kept."""
+    return float(len(video)) * view.num_clips * (3 if view.three_crop else 1)
+
+
+@dataclass
+class VideoJob:
+    """One request of ``squeezetime_video``, read and checked, on its way through decode -> scores -> response."""
+    video: bytes
+    views: str
+    topk: int
+    sender: object          # the request's InferenceResponseSender (the request itself is released by then)
+    received: float         # time.perf_counter() when execute saw it
+
+
+class CancelCheck:
+    """``should_stop`` for a decode: asks the response sender whether the client cancelled, at most every
+    ``every`` seconds (each question is a round trip to the server)."""
+
+    def __init__(self, sender, every: float = 0.05):
+        self.sender, self.every = sender, every
+        self.cancelled, self._last = False, float("-inf")
+
+    def __call__(self) -> bool:
+        if not self.cancelled and time.monotonic() - self._last >= self.every:
+            self._last = time.monotonic()
+            try:
+                self.cancelled = bool(self.sender.is_cancelled())
+            except Exception:  # noqa: BLE001 - an older python backend without is_cancelled
+                self.every = float("inf")
+        return self.cancelled
+
+
 class VideoModel:
-    """``squeezetime_video``: decodes each video, scores its clips in ``squeezetime`` (BLS), summarises."""
+    """``squeezetime_video``: decodes each video (thread pool), scores its clips in ``squeezetime`` (BLS),
+    summarises, answers each request through its response sender as soon as it is done."""
 
     def initialize(self, args: dict) -> None:
         import torch
@@ -153,12 +334,53 @@ class VideoModel:
         self.limits = RequestLimits(max_video_bytes=int(params.get("max_video_bytes", DEFAULT_MAX_VIDEO_BYTES)))
         self.default_views = params.get("default_views") or data_config.default_views
         self.default_topk = int(params.get("default_topk", "5"))
+        self.decode_threads = max(1, int(params.get("decode_threads", "4") or 4))
+        self.max_in_flight = max(1, int(params.get("max_in_flight", "0") or 0) or 2 * self.decode_threads)
+        self.admission_timeout = 2 * self.classifier.budget.max_seconds + 60.0
+        self.metrics = _recorder(args["model_name"])
+        self.slots = threading.BoundedSemaphore(self.max_in_flight)
+        self.pool = DecodePool(self.decode_threads)
+        # The model's own event loop: BLS calls (async_exec runs each in the loop's default executor, blocking for
+        # the clip model's answer), responses. One outstanding BLS call per request in flight.
+        self.loop = asyncio.new_event_loop()
+        self.loop.set_default_executor(ThreadPoolExecutor(self.max_in_flight + 2, thread_name_prefix="squeezetime-bls"))
+        self.loop_thread = threading.Thread(target=self.loop.run_forever, name="squeezetime-video-loop", daemon=True)
+        self.loop_thread.start()
+        warm = self.warm_up() if _flag(params.get("warmup"), True) else "off"
         _log("info", f"squeezetime_video: {self.classifier.num_classes} classes, clips to {self.clip_model!r} in "
                      f"batches of <= {self.clip_batch}, videos up to {self.limits.max_video_bytes} bytes, "
-                     f"{self.classifier.budget}")
+                     f"{self.classifier.budget}, {self.decode_threads} decode threads, <= {self.max_in_flight} "
+                     f"requests in flight, warm-up {warm}")
 
-    def prepare(self, request) -> tuple[np.ndarray, int]:
-        """Validate one request and decode its video -> (uint8 clips (V, T, crop, crop, 3), topk)."""
+    def warm_up(self) -> str:
+        """Decode a tiny generated video in every decode thread (codec set-up, resizing kernels, the threads
+        themselves) before the model reports ready. Returns what it did, for the log."""
+        from ...synthetic.generator import encode_video
+
+        started = time.perf_counter()
+        d = self.classifier.data_config
+        side = max(v.short_side for v in d.views.values())
+        frames = np.zeros((d.num_frames, side, side * 4 // 3 // 2 * 2, 3), np.uint8)
+        frames[:, ::8] = 255
+        video = encode_video(frames, "mp4")
+        barrier = threading.Barrier(self.decode_threads)
+
+        def decode(views):
+            try:
+                barrier.wait(timeout=30)  # one job per thread
+            except threading.BrokenBarrierError:
+                pass
+            return self.classifier.clips(video, views)
+
+        jobs = [self.pool.submit(0, decode, d.default_views) for _ in range(self.decode_threads)]
+        for job in jobs:
+            job.result(timeout=120)
+        asyncio.run_coroutine_threadsafe(asyncio.sleep(0), self.loop).result(timeout=30)
+        return f"{time.perf_counter() - started:.2f} s"
+
+    # -- execute: read each request, hand it to the event loop, return ----------------------------------------
+    def read(self, request, received: float) -> VideoJob:
+        """Validate one request's fields (not its video) -> a VideoJob holding copies of what it needs."""
         video = _single(request, "VIDEO")
         if video is None:
             raise RequestError("input VIDEO is missing")
@@ -166,52 +388,124 @@ class VideoModel:
             raise RequestError(f"VIDEO must be BYTES (an encoded video file), got {type(video).__name__}")
         views = parse_views(_single(request, "VIEWS"), self.classifier, self.default_views, field="VIEWS")
         topk = parse_topk(_single(request, "TOPK"), self.default_topk, field="TOPK")
-        return video_clips(self.classifier, bytes(video), views, self.limits), topk
+        data = bytes(video)
+        check_video_size(len(data), self.limits)
+        return VideoJob(data, views, topk, request.get_response_sender(), received)
 
-    async def _scores(self, clips: np.ndarray) -> np.ndarray:
-        """(N, T, H, W, 3) clips -> (N, classes) PROBS from the clip model, chunks sent concurrently."""
+    def execute(self, requests):
+        for request in requests:
+            received = time.perf_counter()
+            self.metrics.request()
+            try:
+                job = self.read(request, received)
+            except SqueezeTimeError as e:
+                self._fail(request.get_response_sender(), e)
+                continue
+            except Exception as e:  # noqa: BLE001 - whatever a hostile request does, it is still its own input
+                self._fail(request.get_response_sender(), e, "invalid_request",
+                           f"unreadable request: {type(e).__name__}: {e}")
+                continue
+            finally:
+                self.metrics.stage("preprocess", time.perf_counter() - received)
+            if not self.slots.acquire(timeout=self.admission_timeout):
+                self._fail(job.sender, None, "overloaded",
+                           f"squeezetime_video: no room after {self.admission_timeout:.0f} s "
+                           f"({self.max_in_flight} requests in flight)")
+                continue
+            try:
+                asyncio.run_coroutine_threadsafe(self.serve(job), self.loop)
+            except BaseException:
+                self.slots.release()
+                raise
+        return None  # every request is answered through its response sender
+
+    # -- on the model's event loop ------------------------------------------------------------------------------
+    async def serve(self, job: VideoJob) -> None:
+        """Decode (thread pool), score (BLS), summarise, answer; errors are the request's own answer."""
+        try:
+            cancelled = CancelCheck(job.sender)
+            cost = decode_cost(job.video, self.classifier.data_config.view(job.views))
+            clips = await asyncio.wrap_future(self.pool.submit(cost, self.decode, job, cancelled, time.perf_counter()))
+            if cancelled():
+                raise DecodeCancelled("the request was cancelled before its clips were scored")
+            started = time.perf_counter()
+            try:
+                probs = await self.scores(clips, cancelled)
+            finally:
+                self.metrics.stage("inference", time.perf_counter() - started)
+            started = time.perf_counter()
+            response = self.response(self.classifier.summarize(probs, job.topk))
+            self.metrics.stage("postprocess", time.perf_counter() - started)
+            self.metrics.clips(len(clips))
+            self._send(job.sender, response)
+        except Exception as e:  # noqa: BLE001 - the request's answer
+            self._fail(job.sender, e)
+        finally:
+            self.metrics.stage("total", time.perf_counter() - job.received)
+            self.slots.release()
+
+    def decode(self, job: VideoJob, cancelled: CancelCheck, queued: float) -> np.ndarray:
+        """In a decode thread: the job's video -> uint8 clips (V, T, crop, crop, 3)."""
+        started = time.perf_counter()
+        self.metrics.stage("queue", started - queued)
+        try:
+            return self.classifier.clips(job.video, job.views, should_stop=cancelled)
+        except SqueezeTimeError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a decoder failure the video layer did not classify
+            raise VideoError(f"video could not be decoded ({type(e).__name__}: {e})") from e
+        finally:
+            self.metrics.stage("decode", time.perf_counter() - started)
+
+    async def scores(self, clips: np.ndarray, cancelled=lambda: False) -> np.ndarray:
+        """(N, T, H, W, 3) clips -> (N, classes) PROBS from the clip model, one chunk of <= clip_max_batch_size
+        clips at a time (so a cheap request's clips queue behind one chunk of each request in flight, not behind
+        all their clips)."""
         pb = _pb()
-        chunks = [clips[i:i + self.clip_batch] for i in range(0, len(clips), self.clip_batch)]
-        requests = [pb.InferenceRequest(model_name=self.clip_model, requested_output_names=["PROBS"],
-                                        inputs=[pb.Tensor("CLIP", np.ascontiguousarray(chunk))]) for chunk in chunks]
-        responses = await asyncio.gather(*(r.async_exec() for r in requests))
         out = []
-        for response in responses:
+        for i in range(0, len(clips), self.clip_batch):
+            if cancelled():
+                raise DecodeCancelled("the request was cancelled while its clips were scored")
+            request = pb.InferenceRequest(model_name=self.clip_model, requested_output_names=["PROBS"],
+                                          inputs=[pb.Tensor("CLIP", np.ascontiguousarray(clips[i:i + self.clip_batch]))])
+            response = await request.async_exec()
             if response.has_error():
                 raise RuntimeError(f"{self.clip_model}: {response.error().message()}")
             out.append(pb.get_output_tensor_by_name(response, "PROBS").as_numpy())
         return np.concatenate(out)
 
-    async def execute(self, requests):
+    @staticmethod
+    def response(top):
         pb = _pb()
-        responses = [None] * len(requests)
-        prepared = []
-        for i, request in enumerate(requests):
-            try:
-                prepared.append((i, *self.prepare(request)))
-            except SqueezeTimeError as e:
-                responses[i] = _error(str(e))
-            except Exception as e:  # noqa: BLE001 - whatever a hostile request does, it is still its own input
-                responses[i] = _error(f"unreadable request: {type(e).__name__}: {e}")
-        if not prepared:
-            return responses
+        labels = np.array([[label.encode("utf-8") for label, _ in top]], dtype=np.object_)
+        scores = np.array([[p for _, p in top]], dtype=np.float32)
+        return pb.InferenceResponse(output_tensors=[pb.Tensor("LABELS", labels), pb.Tensor("SCORES", scores)])
+
+    # -- answers ------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _send(sender, response) -> None:
+        sender.send(response, flags=_pb().TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+
+    def _fail(self, sender, error: BaseException | None, reason: str | None = None, message: str | None = None):
+        """Answer a request with an error (INVALID_ARG for the client's, CANCELLED, UNAVAILABLE, INTERNAL) and
+        count it by reason."""
+        reason = reason or m.rejection_reason(error)
+        if message is None:
+            message = str(error) if isinstance(error, SqueezeTimeError) else \
+                f"classification failed: {type(error).__name__}: {error}"
+        self.metrics.rejected(reason)
         try:
-            probs = await self._scores(np.concatenate([clips for _, clips, _ in prepared]))
-        except Exception as e:  # noqa: BLE001
-            for i, _, _ in prepared:
-                responses[i] = _error(f"classification failed: {e}", "INTERNAL")
-            return responses
-        tops = self.classifier.summarize_many(probs, [len(c) for _, c, _ in prepared], [k for _, _, k in prepared])
-        for (i, _, _), top in zip(prepared, tops):
-            labels = np.array([[label.encode("utf-8") for label, _ in top]], dtype=np.object_)
-            scores = np.array([[p for _, p in top]], dtype=np.float32)
-            responses[i] = pb.InferenceResponse(output_tensors=[pb.Tensor("LABELS", labels),
-                                                                pb.Tensor("SCORES", scores)])
-        return responses
+            self._send(sender, _error(message, ERROR_CODES.get(reason, "INVALID_ARG")))
+        except Exception as e:  # noqa: BLE001 - e.g. the response factory is gone (client cancelled)
+            _log("verbose", f"squeezetime_video: could not send an error response ({type(e).__name__}: {e})")
 
     def finalize(self) -> None:
-        pass
+        self.pool.shutdown()
+        loop = getattr(self, "loop", None)
+        if loop is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            self.loop_thread.join(timeout=10)
 
 
-__all__ = ["ClipModel", "DATA_CONFIG_FILE", "LABELS_FILE", "VideoModel", "input_dims", "parameters",
-           "read_labels"]
+__all__ = ["ClipModel", "DATA_CONFIG_FILE", "DecodePool", "LABELS_FILE", "TritonMetrics", "VideoModel",
+           "decode_cost", "input_dims", "parameters", "read_labels"]

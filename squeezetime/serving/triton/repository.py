@@ -53,6 +53,9 @@ class RepoOptions:
     max_video_bytes: int = DEFAULT_MAX_VIDEO_BYTES
     budget: DecodeBudget = DEFAULT_BUDGET     # decoding limits of squeezetime_video (pixels, frames, seconds)
     backend: str = "auto"             # the clip model's Classifier backend (auto, eager, optimized)
+    decode_threads: int = 4           # squeezetime_video: threads decoding videos, per instance
+    max_in_flight: int = 0            # squeezetime_video: requests decoded/scored at once per instance (0: 2 x threads)
+    warmup: bool = True               # squeezetime_video: decode a tiny video in each decode thread at load
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -68,6 +71,8 @@ class RepoOptions:
             raise InputError("max_queue_size must be >= 1 and queue_timeout_us >= 0")
         if self.max_video_bytes < 1:
             raise InputError("max_video_bytes must be >= 1")
+        if self.decode_threads < 1 or self.max_in_flight < 0:
+            raise InputError("decode_threads must be >= 1 and max_in_flight >= 0")
         if self.backend not in available_backends():
             raise InputError(f"backend must be one of {available_backends()}, got {self.backend!r}")
 
@@ -111,7 +116,8 @@ def write_repository(out: str | os.PathLike, model=None, *, checkpoint: str | os
                   max_pixels=options.budget.max_pixels, max_frames=options.budget.max_frames,
                   max_decode_seconds=options.budget.max_seconds,
                   allow_still_images=str(options.budget.allow_still_images).lower(),
-                  backend=options.backend, **options.extra)
+                  backend=options.backend, decode_threads=options.decode_threads,
+                  max_in_flight=options.max_in_flight, warmup=str(bool(options.warmup)).lower(), **options.extra)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for name in MODELS:

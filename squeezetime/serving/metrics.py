@@ -1,0 +1,112 @@
+"""What the servers measure, named once for both transports (Triton's python models, the TorchServe handler).
+
+Each adapter records into its server's own metrics endpoint (Triton: ``pb_utils.MetricFamily``, scraped at
+``http://HOST:METRICS_PORT/metrics``; TorchServe: ``context.metrics``, exported by the frontend in
+``metrics_mode=prometheus`` at ``http://HOST:METRICS_PORT/metrics``, declared in
+``serving/torchserve/metrics.yaml``). See docs/metrics.md and deploy/grafana/squeezetime.json.
+
+- ``squeezetime_stage_seconds`` (histogram): seconds per request and stage (``STAGES``);
+- ``squeezetime_requests_total`` (counter): requests that reached the model (good and rejected);
+- ``squeezetime_rejections_total`` (counter): requests answered with an error, by ``reason`` (``REASONS``);
+- ``squeezetime_clips_total`` (counter): clips the network scored.
+
+The servers' own metrics complement these: Triton's ``nv_inference_queue_duration_us`` (time in its scheduler
+queue), TorchServe's ``ts_queue_latency_microseconds``.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+
+from ..errors import InputError, SqueezeTimeError, VideoError
+from ..video.decode import BudgetError, DecodeCancelled
+
+STAGE_SECONDS = "squeezetime_stage_seconds"
+REQUESTS = "squeezetime_requests_total"
+REJECTIONS = "squeezetime_rejections_total"
+CLIPS = "squeezetime_clips_total"
+
+STAGES = {
+    "queue": "waiting inside the model for a decode worker (Triton's own queue: nv_inference_queue_duration_us)",
+    "preprocess": "reading and checking a request's fields, without decoding",
+    "decode": "encoded video -> uint8 clips (decoding, sampling, resizing, cropping)",
+    "inference": "the network on the clips (video model: the round trip to the clip model, its queue included)",
+    "postprocess": "averaging the views, top-k, building the response",
+    "total": "from the request reaching the model to its response",
+}
+REASONS = {
+    "invalid_request": "a field is missing, malformed or out of range (views, top-k, clip shape...)",
+    "too_large": "the upload is over the size limit (max_video_bytes)",
+    "over_budget": "the video is over the decode budget (max_pixels, max_frames, max_decode_seconds)",
+    "still_image": "an image file, not a video (allow_still_images)",
+    "undecodable": "not a readable video (garbage, truncated, no video stream)",
+    "cancelled": "the client cancelled the request or gave up waiting",
+    "overloaded": "no room for another request in the model",
+    "internal": "a failure on the server's side",
+}
+# Seconds. TorchServe's Prometheus histograms use the client library's default buckets (0.005 .. 10 s).
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+DESCRIPTIONS = {
+    STAGE_SECONDS: "Seconds a request spent in each stage of a squeezetime model",
+    REQUESTS: "Requests that reached a squeezetime model",
+    REJECTIONS: "Requests of a squeezetime model answered with an error, by reason",
+    CLIPS: "Clips scored by the network",
+}
+
+
+def rejection_reason(error: BaseException) -> str:
+    """The ``REASONS`` key of an error a request was answered with."""
+    text = str(error)
+    if isinstance(error, DecodeCancelled):
+        return "cancelled"
+    if isinstance(error, BudgetError):
+        return "still_image" if "allow_still_images" in text else "over_budget"
+    if "max_video_bytes" in text:
+        return "too_large"
+    if isinstance(error, VideoError):
+        return "undecodable"
+    if isinstance(error, (InputError, SqueezeTimeError)):
+        return "invalid_request"
+    return "internal"
+
+
+class Recorder:
+    """What an adapter records; this base records nothing (unit tests, a server without metrics)."""
+
+    def stage(self, stage: str, seconds: float) -> None:
+        pass
+
+    def request(self, count: int = 1) -> None:
+        pass
+
+    def rejected(self, reason: str) -> None:
+        pass
+
+    def clips(self, count: int) -> None:
+        pass
+
+    @contextmanager
+    def timed(self, stage: str):
+        """``with recorder.timed("decode"): ...`` observes the block's seconds (also when it raises)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stage(stage, time.perf_counter() - start)
+
+
+def check_stage(stage: str) -> str:
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; stages are {list(STAGES)}")
+    return stage
+
+
+def check_reason(reason: str) -> str:
+    if reason not in REASONS:
+        raise ValueError(f"unknown rejection reason {reason!r}; reasons are {list(REASONS)}")
+    return reason
+
+
+__all__ = ["BUCKETS", "CLIPS", "DESCRIPTIONS", "REASONS", "REJECTIONS", "REQUESTS", "Recorder", "STAGES",
+           "STAGE_SECONDS", "check_reason", "check_stage", "rejection_reason"]
