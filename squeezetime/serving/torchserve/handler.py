@@ -11,21 +11,32 @@ BaseHandler's life cycle:
   with an ASCII message, the others go on;
 - ``inference``: the clips of all good requests in one ``Classifier.scores`` call (batched);
 - ``postprocess``: ``Classifier.summarize_many``: one JSON list ``[{"label", "probability"}, ...]`` each.
+
+``initialize`` warms the classifier up before the worker reports READY (setting ``warmup``, default on): one
+forward at batch 1 and at ``max_clips_per_forward`` with zeros, and a tiny generated video decoded in every
+decode thread. The requests of a batch are read and decoded in ``decode_threads`` threads (PyAV releases the GIL).
+Metrics (``squeezetime.serving.metrics``: per-stage histograms, requests, clips, rejections by reason) go through
+``context.metrics``; TorchServe exports them at its metrics address in ``metrics_mode=prometheus`` with the
+``metrics.yaml`` beside this file as ``metrics_config``.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from ts.torch_handler.base_handler import BaseHandler
 
 import squeezetime
 from squeezetime.errors import SqueezeTimeError
 
+from .. import metrics as m
 from ..requests import RequestLimits, ascii_message, decode_budget
 from .archive import LEGACY_OPTIMIZE
 from .inputs import Parsed, parse_request
@@ -33,7 +44,8 @@ from .inputs import Parsed, parse_request
 logger = logging.getLogger(__name__)
 
 DEFAULTS = {"default_views": None, "default_topk": 5, "max_clips_per_request": 30, "max_clips_per_forward": 16,
-            "backend": "auto", "dtype": "float32", "threads": 0, "squeezetime_version": None}
+            "backend": "auto", "dtype": "float32", "threads": 0, "squeezetime_version": None, "decode_threads": 2,
+            "warmup": True}
 INDEX_TO_NAME = "index_to_name.json"
 BATCH_LOG = "SQUEEZETIME_BATCH"  # grep-able line per batch in model_log.log
 
@@ -43,6 +55,7 @@ class Rejected:
     code: int
     message: str
     kind: str
+    reason: str = "invalid_request"  # squeezetime.serving.metrics.REASONS
 
 
 @dataclass
@@ -55,6 +68,49 @@ class Batch:
     @property
     def good(self) -> list[Parsed]:
         return [p for p in self.items if isinstance(p, Parsed)]
+
+
+def flag(value) -> bool:
+    return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+class TorchServeMetrics(m.Recorder):
+    """``squeezetime.serving.metrics`` through TorchServe's ``context.metrics`` (declared in ``metrics.yaml`` for
+    the Prometheus endpoint; in ``metrics_mode=log`` they go to the metrics log). Never fails a batch."""
+
+    def __init__(self, context_of):
+        self.context_of = context_of  # () -> the handler's current context (BaseHandler.handle sets it per batch)
+        self._broken = False
+
+    def _do(self, what: str, call) -> None:
+        metrics = getattr(self.context_of(), "metrics", None)
+        if metrics is None or self._broken:
+            return
+        try:
+            call(metrics)
+        except Exception as e:  # noqa: BLE001 -- metrics never fail a batch
+            self._broken = True
+            logger.warning("metrics off after an error recording %s: %s: %s", what, type(e).__name__, e)
+
+    def stage(self, stage: str, seconds: float) -> None:
+        from ts.metrics.dimension import Dimension
+        from ts.metrics.metric_type_enum import MetricTypes
+
+        m.check_stage(stage)
+        self._do(m.STAGE_SECONDS, lambda c: c.add_time(m.STAGE_SECONDS, max(0.0, float(seconds)), None, "s",
+                                                        [Dimension("stage", stage)], MetricTypes.HISTOGRAM))
+
+    def request(self, count: int = 1) -> None:
+        self._do(m.REQUESTS, lambda c: c.add_counter(m.REQUESTS, int(count), None, []))
+
+    def rejected(self, reason: str) -> None:
+        from ts.metrics.dimension import Dimension
+
+        m.check_reason(reason)
+        self._do(m.REJECTIONS, lambda c: c.add_counter(m.REJECTIONS, 1, None, [Dimension("reason", reason)]))
+
+    def clips(self, count: int) -> None:
+        self._do(m.CLIPS, lambda c: c.add_counter(m.CLIPS, int(count), None, []))
 
 
 def error_body(code: int, message: str, kind: str) -> str:
@@ -107,33 +163,103 @@ class SqueezeTimeHandler(BaseHandler):
         self.limits = RequestLimits(max_video_bytes=int(settings.get("max_video_bytes") or
                                                         RequestLimits().max_video_bytes),
                                     max_clips=int(settings["max_clips_per_request"]))
+        self.recorder = TorchServeMetrics(lambda: self.context)
+        self.decode_threads = max(1, int(settings["decode_threads"] or 1))
+        self.pool = ThreadPoolExecutor(self.decode_threads, thread_name_prefix="squeezetime-decode") \
+            if self.decode_threads > 1 else None
+        self._decoding = threading.local()
+        self._time_decodes()
+        warm = self.warm_up() if flag(settings["warmup"]) else "off"
         self.initialized = True
-        logger.info("squeezetime %s: %s, %r, settings=%s", squeezetime.__version__, serialized, self.classifier,
-                    settings)
+        logger.info("squeezetime %s: %s, %r, settings=%s, warm-up %s", squeezetime.__version__, serialized,
+                    self.classifier, settings, warm)
+
+    def _time_decodes(self) -> None:
+        """Measure the decode inside ``parse_request`` apart from the rest of reading a request (per thread)."""
+        clips, local = self.classifier.clips, self._decoding
+
+        def timed_clips(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return clips(*args, **kwargs)
+            finally:
+                local.seconds = getattr(local, "seconds", 0.0) + time.perf_counter() - started
+
+        self.classifier.clips = timed_clips
+
+    def warm_up(self) -> str:
+        """Before the worker reports READY: one forward at batch 1 and at ``max_clips_per_forward`` (zeros), and
+        a tiny generated video decoded in every decode thread, so the first request is not the slow one."""
+        from squeezetime.synthetic.generator import encode_video
+
+        started = time.perf_counter()
+        d = self.classifier.data_config
+        for n in sorted({1, self.classifier.batch_size}):
+            self.classifier.scores(np.zeros((n, d.num_frames, d.crop_size, d.crop_size, 3), np.uint8))
+        side = d.view(self.settings["default_views"]).short_side
+        frames = np.zeros((d.num_frames, side, side * 4 // 3 // 2 * 2, 3), np.uint8)
+        frames[:, ::8] = 255
+        video = encode_video(frames, "mp4")
+        if self.pool is None:
+            self.classifier.clips(video, self.settings["default_views"])
+        else:
+            barrier = threading.Barrier(self.decode_threads)
+
+            def decode():
+                try:
+                    barrier.wait(timeout=30)  # one decode per thread
+                except threading.BrokenBarrierError:
+                    pass
+                return self.classifier.clips(video, self.settings["default_views"])
+
+            for job in [self.pool.submit(decode) for _ in range(self.decode_threads)]:
+                job.result(timeout=120)
+        return f"{time.perf_counter() - started:.2f} s"
 
     # -- BaseHandler life cycle ---------------------------------------------------------------------------
     def preprocess(self, data) -> Batch:
-        items = []
-        for i, request in enumerate(data):
-            try:
-                items.append(parse_request(request, self.classifier, headers=self._headers(i), limits=self.limits,
-                                           default_views=self.settings["default_views"],
-                                           default_topk=int(self.settings["default_topk"])))
-            except SqueezeTimeError as e:
-                items.append(Rejected(400, ascii_message(str(e)), type(e).__name__))
-            except Exception as e:  # noqa: BLE001 -- an unforeseen failure of one request stays its own
-                logger.exception("request %d: unexpected error while reading it", i)
-                items.append(Rejected(400, ascii_message(f"unreadable request ({type(e).__name__}: {e})"),
-                                      "RequestError"))
-        return Batch(items)
+        batch = Batch([])
+        self.recorder.request(len(data))
+        submitted = time.perf_counter()
+        if self.pool is not None and len(data) > 1:  # the videos of a batch are decoded side by side
+            batch.items = list(self.pool.map(lambda ir: self._read(ir[0], ir[1], submitted), enumerate(data)))
+        else:
+            batch.items = [self._read(i, request, submitted) for i, request in enumerate(data)]
+        return batch
+
+    def _read(self, i: int, request, submitted: float):
+        """One request -> Parsed or Rejected; records its queue (waiting for a decode thread), decode and
+        preprocess (the rest of reading it) seconds."""
+        started = time.perf_counter()
+        self.recorder.stage("queue", started - submitted)
+        self._decoding.seconds = 0.0
+        try:
+            return parse_request(request, self.classifier, headers=self._headers(i), limits=self.limits,
+                                 default_views=self.settings["default_views"],
+                                 default_topk=int(self.settings["default_topk"]))
+        except SqueezeTimeError as e:
+            reason = m.rejection_reason(e)
+            self.recorder.rejected(reason)
+            return Rejected(400, ascii_message(str(e)), type(e).__name__, reason)
+        except Exception as e:  # noqa: BLE001 -- an unforeseen failure of one request stays its own
+            logger.exception("request %d: unexpected error while reading it", i)
+            self.recorder.rejected("invalid_request")
+            return Rejected(400, ascii_message(f"unreadable request ({type(e).__name__}: {e})"), "RequestError")
+        finally:
+            decode = self._decoding.seconds
+            if decode:
+                self.recorder.stage("decode", decode)
+            self.recorder.stage("preprocess", time.perf_counter() - started - decode)
 
     def inference(self, batch: Batch, *args, **kwargs) -> Batch:
         good = batch.good
         if good:
-            batch.probs = self.classifier.scores(torch.cat([torch.from_numpy(p.clips) for p in good]))
+            with self.recorder.timed("inference"):
+                batch.probs = self.classifier.scores(torch.cat([torch.from_numpy(p.clips) for p in good]))
         return batch
 
     def postprocess(self, batch: Batch) -> list[str]:
+        started = time.perf_counter()
         good = batch.good
         tops = iter(self.classifier.summarize_many(batch.probs, [len(p.clips) for p in good],
                                                    [p.topk for p in good]) if good else [])
@@ -154,6 +280,10 @@ class SqueezeTimeHandler(BaseHandler):
         logger.info("%s requests=%d good=%d clips=%d ms=%.1f backend=%s", BATCH_LOG, len(batch.items), len(good),
                     clip_count, elapsed_ms, self.classifier.backend.name)
         self._metrics(len(batch.items), clip_count, elapsed_ms)
+        self.recorder.stage("postprocess", time.perf_counter() - started)
+        self.recorder.clips(clip_count)
+        for _ in batch.items:
+            self.recorder.stage("total", elapsed_ms / 1000)
         return results
 
     # -- helpers ------------------------------------------------------------------------------------------
