@@ -434,3 +434,16 @@ def test_new_operators_have_fake_kernels():
         fx, fw1, fb1, fw2 = (mode.from_tensor(t) for t in (x, w1, b1, w2))
         assert torch.ops.squeezetime.gate_scale(fx, fw1, fb1, fw2).shape == x.shape
         assert torch.ops.squeezetime.to_channels_last(fx, torch.bfloat16).dtype == torch.bfloat16
+
+
+def test_extension_built_for_another_torch_says_so_once():
+    import subprocess
+    import sys
+
+    code = ("import sys, types, warnings; warnings.simplefilter('always');"
+            "info = types.ModuleType('squeezetime._build_info'); info.TORCH_VERSION = '0.0.1';"
+            "sys.modules['squeezetime._build_info'] = info; import squeezetime;"
+            "print(squeezetime.ops.extension_available())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "True", out.stderr
+    assert out.stderr.count("built against torch 0.0.1") == 1, out.stderr

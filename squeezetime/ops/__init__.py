@@ -62,6 +62,7 @@ def _load() -> dict:
         from . import _fake
 
         _fake.register()
+        _warn_if_built_for_another_torch()
         if torch.version.cuda:
             try:
                 importlib.import_module("squeezetime._C_cuda")
@@ -69,6 +70,20 @@ def _load() -> dict:
             except (ImportError, OSError) as e:
                 _state["cuda_error"] = f"{type(e).__name__}: {e}"
     return _state
+
+
+def _warn_if_built_for_another_torch() -> None:
+    """setup.py records the torch it compiled against (squeezetime/_build_info.py): a different torch may load
+    the extension and still misbehave (C++ ABI), so say it once."""
+    try:
+        from .. import _build_info
+    except ImportError:  # built before the record existed, or by CMake
+        return
+    built = getattr(_build_info, "TORCH_VERSION", None)
+    if built and built != torch.__version__:
+        warnings.warn(f"squeezetime: the C++ extension was built against torch {built}, this is torch "
+                      f"{torch.__version__}; if an operator fails, {REINSTALL_HINT}", ExtensionNotBuiltWarning,
+                      stacklevel=2)
 
 
 def _warn_if_missing() -> None:
