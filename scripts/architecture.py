@@ -15,7 +15,7 @@ PACKAGE = ROOT / "squeezetime"
 
 # Bottom to top: the data flow video -> clips -> tensor -> backend -> labels, then the transports over it.
 LAYERS: list[tuple[str, tuple[str, ...], str]] = [
-    ("errors", ("squeezetime.errors",), "SqueezeTimeError and its kinds"),
+    ("errors", ("squeezetime.errors", "squeezetime._build_info"), "SqueezeTimeError and its kinds; build record"),
     ("video", ("squeezetime.video",), "video -> clips: decode, SampleFrames, views"),
     ("data config", ("squeezetime.data_config",), "frames, interval, views, mean/std"),
     ("models", ("squeezetime.models", "squeezetime.labels", "squeezetime.synthetic"),
