@@ -398,19 +398,21 @@ class VideoModel:
             self.metrics.request()
             try:
                 job = self.read(request, received)
-            except SqueezeTimeError as e:
-                self._fail(request.get_response_sender(), e)
-                continue
             except Exception as e:  # noqa: BLE001 - whatever a hostile request does, it is still its own input
-                self._fail(request.get_response_sender(), e, "invalid_request",
-                           f"unreadable request: {type(e).__name__}: {e}")
-                continue
-            finally:
                 self.metrics.stage("preprocess", time.perf_counter() - received)
+                if isinstance(e, SqueezeTimeError):
+                    self._fail(request.get_response_sender(), e)
+                else:
+                    self._fail(request.get_response_sender(), e, "invalid_request",
+                               f"unreadable request: {type(e).__name__}: {e}")
+                self.metrics.stage("total", time.perf_counter() - received)
+                continue
+            self.metrics.stage("preprocess", time.perf_counter() - received)
             if not self.slots.acquire(timeout=self.admission_timeout):
                 self._fail(job.sender, None, "overloaded",
                            f"squeezetime_video: no room after {self.admission_timeout:.0f} s "
                            f"({self.max_in_flight} requests in flight)")
+                self.metrics.stage("total", time.perf_counter() - received)
                 continue
             try:
                 asyncio.run_coroutine_threadsafe(self.serve(job), self.loop)
