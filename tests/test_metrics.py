@@ -99,6 +99,40 @@ def test_torchserve_metrics_yaml_declares_the_shared_metrics():
             assert {e["name"] for e in entries} <= ours, (section, kind)
 
 
+def test_handler_records_through_torchserves_metric_cache_as_the_yaml_declares(caplog):
+    """TorchServe's own metric cache, loaded from metrics.yaml: every record the handler makes matches a declared
+    metric (dimensions in order), and comes out as a [METRICS] line the frontend parses."""
+    require_torchserve()
+    import logging
+    from types import SimpleNamespace
+
+    from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
+
+    from squeezetime.serving import metrics as m
+    from squeezetime.serving.torchserve.handler import TorchServeMetrics
+
+    cache = MetricsCacheYamlImpl(config_file_path=str(ROOT / "squeezetime" / "serving" / "torchserve" / "metrics.yaml"))
+    cache.initialize_cache()
+    cache.model_name = "squeezetime"
+    cache.set_request_ids({0: "request-0"})
+    recorder = TorchServeMetrics(lambda: SimpleNamespace(metrics=cache))
+    with caplog.at_level(logging.INFO):
+        for stage in m.STAGES:
+            recorder.stage(stage, 0.25)
+        for reason in m.REASONS:
+            recorder.rejected(reason)
+        recorder.request(3)
+        recorder.clips(30)
+    lines = [r.getMessage() for r in caplog.records if "[METRICS]" in r.getMessage()]
+    assert not [line for line in lines if "Failed" in line], lines
+    assert sum(line.startswith(f"[METRICS]{m.STAGE_SECONDS}.Seconds:0.25|#stage:") and "#type:HISTOGRAM" in line
+               for line in lines) == len(m.STAGES)
+    assert sum(line.startswith(f"[METRICS]{m.REJECTIONS}.Count:1|#reason:") for line in lines) == len(m.REASONS)
+    assert any(line.startswith(f"[METRICS]{m.CLIPS}.Count:30|#ModelName:squeezetime,Level:Model") for line in lines)
+    with pytest.raises(ValueError):
+        recorder.stage("nap", 1.0)
+
+
 def test_grafana_dashboard_queries_known_metrics():
     from squeezetime.serving import metrics as m
 

@@ -76,21 +76,23 @@ def flag(value) -> bool:
 
 class TorchServeMetrics(m.Recorder):
     """``squeezetime.serving.metrics`` through TorchServe's ``context.metrics`` (declared in ``metrics.yaml`` for
-    the Prometheus endpoint; in ``metrics_mode=log`` they go to the metrics log). Never fails a batch."""
+    the Prometheus endpoint; in ``metrics_mode=log`` they go to the metrics log). Never fails a batch: an error
+    while recording is caught (and logged, once)."""
 
     def __init__(self, context_of):
         self.context_of = context_of  # () -> the handler's current context (BaseHandler.handle sets it per batch)
-        self._broken = False
+        self._warned = False
 
     def _do(self, what: str, call) -> None:
         metrics = getattr(self.context_of(), "metrics", None)
-        if metrics is None or self._broken:
+        if metrics is None:
             return
         try:
             call(metrics)
         except Exception as e:  # noqa: BLE001 -- metrics never fail a batch
-            self._broken = True
-            logger.warning("metrics off after an error recording %s: %s: %s", what, type(e).__name__, e)
+            if not self._warned:
+                self._warned = True
+                logger.warning("metric %s not recorded: %s: %s", what, type(e).__name__, e)
 
     def stage(self, stage: str, seconds: float) -> None:
         from ts.metrics.dimension import Dimension

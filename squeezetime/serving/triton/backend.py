@@ -99,7 +99,7 @@ def _flag(value, default: bool = True) -> bool:
 class TritonMetrics(m.Recorder):
     """``squeezetime.serving.metrics`` through the python backend's custom metrics (``pb_utils.MetricFamily``), on
     Triton's metrics endpoint. Labels: ``model`` (and ``stage`` / ``reason``). Metrics never fail a request: an
-    error while recording is logged once and recording stops.
+    error while recording is caught (and logged, once).
 
     Thread safety: the stub's ``Metric.observe/increment`` are not (24.10: each call releases the GIL and then
     replaces the metric's shared-memory block, so two threads on one metric hand the server a freed block and
@@ -122,18 +122,17 @@ class TritonMetrics(m.Recorder):
         self._rejections = {reason: f[m.REJECTIONS].Metric(labels={"model": model, "reason": reason})
                             for reason in m.REASONS}
         self._clips = f[m.CLIPS].Metric(labels={"model": model})
-        self._broken = False
+        self._warned = False
         self._lock = threading.Lock()
 
     def _do(self, fn, value) -> None:
-        if self._broken:
-            return
         try:
             with self._lock:
                 fn(value)
         except Exception as e:  # noqa: BLE001 - metrics never fail a request
-            self._broken = True
-            _log("warn", f"squeezetime: metrics off after an error: {type(e).__name__}: {e}")
+            if not self._warned:
+                self._warned = True
+                _log("warn", f"squeezetime: a metric could not be recorded: {type(e).__name__}: {e}")
 
     def stage(self, stage: str, seconds: float) -> None:
         self._do(self._stages[m.check_stage(stage)].observe, max(0.0, float(seconds)))
