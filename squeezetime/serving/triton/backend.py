@@ -415,9 +415,9 @@ class VideoModel:
                 continue
             try:
                 asyncio.run_coroutine_threadsafe(self.serve(job), self.loop)
-            except BaseException:
+            except Exception as e:  # noqa: BLE001 - e.g. the loop is gone (unloading): still answer the request
                 self.slots.release()
-                raise
+                self._fail(job.sender, e, "internal", f"squeezetime_video is not serving: {type(e).__name__}: {e}")
         return None  # every request is answered through its response sender
 
     # -- on the model's event loop ------------------------------------------------------------------------------
