@@ -198,6 +198,7 @@ setup(
         "serving/triton/templates/**/*.pbtxt",
         "serving/triton/templates/**/*.py",
         "serving/torchserve/config.properties",
+        "serving/torchserve/metrics.yaml",
         "serving/torchserve/squeezetime_handler.py",
         "py.typed",
     ]},

@@ -128,7 +128,10 @@ def build_archive(out_dir: str | os.PathLike, *, checkpoint: str | os.PathLike |
                "--serialized-file", str(stage / "model.pth"), "--handler", str(stage / ENTRY_FILE),
                "--extra-files", f"{stage / 'index_to_name.json'},{stage / 'squeezetime_archive.json'}",
                "--config-file", str(stage / "model-config.yaml"), "--export-path", str(out), "--force"]
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+        scratch = stage / "tmp"  # the archiver copies into TMPDIR/<model name>: private, so builds never collide
+        scratch.mkdir()
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300,
+                              env={**os.environ, "TMPDIR": str(scratch)})
         if proc.returncode != 0 or not target.exists():
             raise ArchiveError(f"torch-model-archiver failed ({proc.returncode}): {proc.stdout.strip()[-2000:]}")
     return target

@@ -108,6 +108,11 @@ def read_keys(run_dir: str | os.PathLike) -> dict | None:
     return {name: raw.get(name, {}).get("key") for name in ("management", "inference", "API")}
 
 
+def metrics_config_path() -> str:
+    """The metrics declarations (TorchServe's defaults and squeezetime's stages) shipped beside this module."""
+    return str(resources.files(__package__).joinpath("metrics.yaml"))
+
+
 def template_text() -> str:
     return resources.files(__package__).joinpath("config.properties").read_text(encoding="utf-8")
 
@@ -253,6 +258,8 @@ def start(model_store: str | os.PathLike, *, models: dict[str, str] | None = Non
         "enable_model_api": str(bool(enable_model_api)).lower(),
         "model_store": store,
         "load_models": ",".join(f"{n}={m}" for n, m in serve.items()),
+        # TorchServe's own metrics plus squeezetime's (docs/metrics.md), served as Prometheus text
+        "metrics_mode": "prometheus", "metrics_config": metrics_config_path(),
         **(extra_config or {}),
     }
     config = run / "config.properties"
