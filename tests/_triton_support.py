@@ -1,6 +1,7 @@
 """Helpers of the Triton tests: the model they serve, a real tritonserver, process/shm checks."""
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 
@@ -47,3 +48,31 @@ def server_processes(server) -> list[int]:
 
 def shm_regions(prefix: str = SHM_PREFIX) -> list[str]:
     return glob.glob(f"/dev/shm/{prefix}*")
+
+
+def video_inputs(data, views=None, topk=None) -> list:
+    """Raw ``squeezetime_video`` inputs (views as given: str or any bytes), for requests a client would not send."""
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+
+    inputs = [grpcclient.InferInput("VIDEO", [1, 1], "BYTES")]
+    inputs[0].set_data_from_numpy(np.array([[data]], dtype=np.object_))
+    if views is not None:
+        inputs.append(grpcclient.InferInput("VIEWS", [1, 1], "BYTES"))
+        inputs[-1].set_data_from_numpy(np.array([[views]], dtype=np.object_))
+    if topk is not None:
+        inputs.append(grpcclient.InferInput("TOPK", [1, 1], "INT32"))
+        inputs[-1].set_data_from_numpy(np.array([[topk]], dtype=np.int32))
+    return inputs
+
+
+@contextlib.contextmanager
+def running(server):
+    """Start ``server`` (a TritonServer), yield it, always stop it, and check it left no process or shm region."""
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
+        assert not server_processes(server), "tritonserver processes left behind"
+        assert not shm_regions(server.shm_prefix), "python backend shm regions left behind"

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from _torchserve_support import require_torchserve
-from _triton_support import model_for_tests, require_tritonserver, server_processes, shm_regions
+from _triton_support import model_for_tests, require_tritonserver, running
 
 pytestmark = pytest.mark.timeout(300)
 QUEUE = 2
@@ -81,13 +81,8 @@ def small_queue_triton(tmp_path_factory):
                             options=RepoOptions(max_batch_size=1, instances=1, max_queue_size=QUEUE, num_threads=1))
     shutil.rmtree(repo / "squeezetime_video")  # not needed here: faster start
     assert f"max_queue_size: {QUEUE}" in (repo / "squeezetime" / "config.pbtxt").read_text()
-    server = TritonServer(repo, start_timeout=240)
-    try:
-        server.start()
+    with running(TritonServer(repo, start_timeout=240)) as server:
         yield server
-    finally:
-        server.cleanup()
-        assert not server_processes(server) and not shm_regions(server.shm_prefix)
 
 
 def clip_request(grpcclient, clips):

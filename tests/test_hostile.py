@@ -7,13 +7,12 @@ from __future__ import annotations
 import http.client
 import json
 
-import numpy as np
 import pytest
 
 from _torchserve_support import concurrently, torchserve  # noqa: F401
 from test_budget import png
 from test_triton_server import served_model, triton  # noqa: F401
-from _triton_support import server_processes
+from _triton_support import server_processes, video_inputs
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -91,24 +90,13 @@ def test_triton_survives_hostile_requests(triton, demo_videos):  # noqa: F811
     video = open(path, "rb").read()
     before = sorted(server_processes(triton))
 
-    def video_request(data, views=None, topk=None, topk_type="INT32"):
-        inputs = [grpcclient.InferInput("VIDEO", [1, 1], "BYTES")]
-        inputs[0].set_data_from_numpy(np.array([[data]], dtype=np.object_))
-        if views is not None:
-            inputs.append(grpcclient.InferInput("VIEWS", [1, 1], "BYTES"))
-            inputs[-1].set_data_from_numpy(np.array([[views]], dtype=np.object_))
-        if topk is not None:
-            inputs.append(grpcclient.InferInput("TOPK", [1, 1], topk_type))
-            inputs[-1].set_data_from_numpy(np.array([[topk]], dtype=np.int32))
-        return inputs
-
     hostile = {
-        "non-utf-8 views": video_request(video, views=NON_UTF8),
-        "utf-8 views": video_request(video, views=UTF8_TEXT),
-        "negative topk": video_request(video, topk=-(2 ** 31)),
-        "still image": video_request(png()),
-        "garbage": video_request(NON_UTF8 * 100),
-        "utf-8 as video": video_request(UTF8_TEXT),
+        "non-utf-8 views": video_inputs(video, views=NON_UTF8),
+        "utf-8 views": video_inputs(video, views=UTF8_TEXT),
+        "negative topk": video_inputs(video, topk=-(2 ** 31)),
+        "still image": video_inputs(png()),
+        "garbage": video_inputs(NON_UTF8 * 100),
+        "utf-8 as video": video_inputs(UTF8_TEXT),
     }
 
     def send(inputs):

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from _triton_support import MAX_VIDEO_BYTES, require_tritonserver, server_processes, shm_regions, model_for_tests
+from _triton_support import (MAX_VIDEO_BYTES, model_for_tests, require_tritonserver, running, server_processes,
+                             shm_regions, video_inputs)
 
 import squeezetime
 from squeezetime.predict import label_names
@@ -42,14 +43,8 @@ def triton(tmp_path_factory, served_model):
     repo = write_repository(tmp_path_factory.mktemp("triton_repo"), served_model,
                             options=RepoOptions(max_batch_size=8, max_queue_delay_us=20000,
                                                 max_video_bytes=MAX_VIDEO_BYTES, num_threads=2))
-    server = TritonServer(repo, start_timeout=240)
-    try:
-        server.start()
+    with running(TritonServer(repo, start_timeout=240)) as server:
         yield server
-    finally:
-        server.cleanup()
-        assert not server_processes(server), "tritonserver processes left behind"
-        assert not shm_regions(server.shm_prefix), "python backend shm regions left behind"
 
 
 @pytest.fixture(scope="session")
@@ -185,15 +180,7 @@ def _bad_requests(client):
     import tritonclient.grpc as grpcclient
 
     def video(data, views=None, topk=None):
-        inputs = [grpcclient.InferInput("VIDEO", [1, 1], "BYTES")]
-        inputs[0].set_data_from_numpy(np.array([[data]], dtype=np.object_))
-        if views is not None:
-            inputs.append(grpcclient.InferInput("VIEWS", [1, 1], "BYTES"))
-            inputs[-1].set_data_from_numpy(np.array([[views]], dtype=np.object_))
-        if topk is not None:
-            inputs.append(grpcclient.InferInput("TOPK", [1, 1], "INT32"))
-            inputs[-1].set_data_from_numpy(np.array([[topk]], dtype=np.int32))
-        return "squeezetime_video", inputs
+        return "squeezetime_video", video_inputs(data, views, topk)
 
     def clip(array, dtype="UINT8"):
         inp = grpcclient.InferInput("CLIP", list(array.shape), dtype)
