@@ -38,6 +38,15 @@ class RequestLimits:
 BUDGET_SETTINGS = {"max_pixels": int, "max_frames": int, "max_decode_seconds": float, "allow_still_images": bool}
 
 
+def setting_flag(value, default: bool = False) -> bool:
+    """An on/off server setting given as a bool or text ("1", "true", "yes", "on"); empty -> ``default``."""
+    if isinstance(value, bool):
+        return value
+    if value is None or str(value).strip() == "":
+        return default
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
 def decode_budget(settings: dict) -> DecodeBudget:
     """A server's ``DecodeBudget`` from its settings (Triton parameters, TorchServe handler settings): the keys of
     ``BUDGET_SETTINGS``, as values or text; missing ones keep the defaults."""
@@ -47,7 +56,7 @@ def decode_budget(settings: dict) -> DecodeBudget:
         if raw is None or raw == "":
             continue
         if kind is bool:
-            values[key] = raw if isinstance(raw, bool) else str(raw).strip().lower() in ("1", "true", "yes", "on")
+            values[key] = setting_flag(raw)
         else:
             values[key] = kind(raw)
     if "max_decode_seconds" in values:
@@ -128,16 +137,18 @@ def check_video_size(nbytes: int, limits: RequestLimits, setting: str = "max_vid
                            f"(setting {setting})")
 
 
-def video_clips(classifier: Classifier, data: bytes, views: str, limits: RequestLimits) -> np.ndarray:
-    """An uploaded video -> its clips; any failure to decode it is the client's (``VideoError``)."""
+def video_clips(classifier: Classifier, data: bytes, views: str, limits: RequestLimits,
+                should_stop=None) -> np.ndarray:
+    """An uploaded video -> its clips; any failure to decode it is the client's (``VideoError``).
+    ``should_stop``: the request's cancellation check (``Classifier.clips``)."""
     check_video_size(len(data), limits)
     try:
-        return classifier.clips(data, views)
+        return classifier.clips(data, views, should_stop=should_stop)
     except SqueezeTimeError:
         raise
     except Exception as e:  # noqa: BLE001 - a decoder failure the video layer did not classify
         raise VideoError(f"video could not be decoded ({type(e).__name__}: {e})") from e
 
 
-__all__ = ["BUDGET_SETTINGS", "DEFAULT_MAX_CLIPS", "decode_budget", "DEFAULT_MAX_VIDEO_BYTES", "RequestError", "RequestLimits", "ascii_message",
+__all__ = ["BUDGET_SETTINGS", "DEFAULT_MAX_CLIPS", "decode_budget", "setting_flag", "DEFAULT_MAX_VIDEO_BYTES", "RequestError", "RequestLimits", "ascii_message",
            "check_clip_array", "check_video_size", "parse_topk", "parse_views", "text_value", "video_clips"]

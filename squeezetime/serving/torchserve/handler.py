@@ -37,7 +37,7 @@ import squeezetime
 from squeezetime.errors import SqueezeTimeError
 
 from .. import metrics as m
-from ..requests import RequestLimits, ascii_message, decode_budget
+from ..requests import RequestLimits, ascii_message, decode_budget, setting_flag
 from .archive import LEGACY_OPTIMIZE
 from .inputs import Parsed, parse_request
 
@@ -70,10 +70,6 @@ class Batch:
         return [p for p in self.items if isinstance(p, Parsed)]
 
 
-def flag(value) -> bool:
-    return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")
-
-
 class TorchServeMetrics(m.Recorder):
     """``squeezetime.serving.metrics`` through TorchServe's ``context.metrics`` (declared in ``metrics.yaml`` for
     the Prometheus endpoint; in ``metrics_mode=log`` they go to the metrics log). Never fails a batch: an error
@@ -83,7 +79,7 @@ class TorchServeMetrics(m.Recorder):
         self.context_of = context_of  # () -> the handler's current context (BaseHandler.handle sets it per batch)
         self._warned = False
 
-    def _do(self, what: str, call) -> None:
+    def record(self, what: str, call) -> None:
         metrics = getattr(self.context_of(), "metrics", None)
         if metrics is None:
             return
@@ -99,20 +95,20 @@ class TorchServeMetrics(m.Recorder):
         from ts.metrics.metric_type_enum import MetricTypes
 
         m.check_stage(stage)
-        self._do(m.STAGE_SECONDS, lambda c: c.add_time(m.STAGE_SECONDS, max(0.0, float(seconds)), None, "s",
+        self.record(m.STAGE_SECONDS, lambda c: c.add_time(m.STAGE_SECONDS, max(0.0, float(seconds)), None, "s",
                                                         [Dimension("stage", stage)], MetricTypes.HISTOGRAM))
 
     def request(self, count: int = 1) -> None:
-        self._do(m.REQUESTS, lambda c: c.add_counter(m.REQUESTS, int(count), None, []))
+        self.record(m.REQUESTS, lambda c: c.add_counter(m.REQUESTS, int(count), None, []))
 
     def rejected(self, reason: str) -> None:
         from ts.metrics.dimension import Dimension
 
         m.check_reason(reason)
-        self._do(m.REJECTIONS, lambda c: c.add_counter(m.REJECTIONS, 1, None, [Dimension("reason", reason)]))
+        self.record(m.REJECTIONS, lambda c: c.add_counter(m.REJECTIONS, 1, None, [Dimension("reason", reason)]))
 
     def clips(self, count: int) -> None:
-        self._do(m.CLIPS, lambda c: c.add_counter(m.CLIPS, int(count), None, []))
+        self.record(m.CLIPS, lambda c: c.add_counter(m.CLIPS, int(count), None, []))
 
 
 def error_body(code: int, message: str, kind: str) -> str:
@@ -171,7 +167,7 @@ class SqueezeTimeHandler(BaseHandler):
             if self.decode_threads > 1 else None
         self._decoding = threading.local()
         self._time_decodes()
-        warm = self.warm_up() if flag(settings["warmup"]) else "off"
+        warm = self.warm_up() if setting_flag(settings["warmup"], True) else "off"
         self.initialized = True
         logger.info("squeezetime %s: %s, %r, settings=%s, warm-up %s", squeezetime.__version__, serialized,
                     self.classifier, settings, warm)
@@ -296,14 +292,12 @@ class SqueezeTimeHandler(BaseHandler):
             return {}
 
     def _metrics(self, requests: int, clips: int, elapsed_ms: float) -> None:
-        metrics = getattr(self.context, "metrics", None)
-        if metrics is None:
-            return
-        try:
-            from ts.metrics.metric_type_enum import MetricTypes
+        """The per-batch gauges of the first version (SqueezeTimeBatch*), through the same never-failing recorder."""
+        from ts.metrics.metric_type_enum import MetricTypes
 
+        def add(metrics) -> None:
             metrics.add_metric("SqueezeTimeBatchRequests", requests, "count", metric_type=MetricTypes.GAUGE)
             metrics.add_metric("SqueezeTimeBatchClips", clips, "count", metric_type=MetricTypes.GAUGE)
             metrics.add_time("SqueezeTimeHandlerTime", elapsed_ms, None, "ms")
-        except Exception as e:  # noqa: BLE001 -- metrics never fail a batch
-            logger.debug("metrics not recorded: %s", e)
+
+        self.recorder.record("SqueezeTimeBatch", add)

@@ -36,11 +36,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import SqueezeTimeError, VideoError
+from ...errors import SqueezeTimeError
 from ...video.decode import DecodeCancelled
 from .. import metrics as m
 from ..requests import (DEFAULT_MAX_VIDEO_BYTES, RequestError, RequestLimits, ascii_message, check_clip_array,
-                        check_video_size, decode_budget, parse_topk, parse_views)
+                        check_video_size, decode_budget, parse_topk, parse_views, setting_flag,
+                        video_clips)
 
 DATA_CONFIG_FILE = "data_config.json"
 LABELS_FILE = "labels.txt"
@@ -88,12 +89,6 @@ def _single(request, name: str):
     if array.size != 1:
         raise RequestError(f"{name} must hold exactly one element per request, got shape {list(array.shape)}")
     return array.reshape(-1)[0]
-
-
-def _flag(value, default: bool = True) -> bool:
-    if value is None or str(value).strip() == "":
-        return default
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
 class TritonMetrics(m.Recorder):
@@ -345,7 +340,7 @@ class VideoModel:
         self.loop.set_default_executor(ThreadPoolExecutor(self.max_in_flight + 2, thread_name_prefix="squeezetime-bls"))
         self.loop_thread = threading.Thread(target=self.loop.run_forever, name="squeezetime-video-loop", daemon=True)
         self.loop_thread.start()
-        warm = self.warm_up() if _flag(params.get("warmup"), True) else "off"
+        warm = self.warm_up() if setting_flag(params.get("warmup"), True) else "off"
         _log("info", f"squeezetime_video: {self.classifier.num_classes} classes, clips to {self.clip_model!r} in "
                      f"batches of <= {self.clip_batch}, videos up to {self.limits.max_video_bytes} bytes, "
                      f"{self.classifier.budget}, {self.decode_threads} decode threads, <= {self.max_in_flight} "
@@ -450,11 +445,7 @@ class VideoModel:
         started = time.perf_counter()
         self.metrics.stage("queue", started - queued)
         try:
-            return self.classifier.clips(job.video, job.views, should_stop=cancelled)
-        except SqueezeTimeError:
-            raise
-        except Exception as e:  # noqa: BLE001 - a decoder failure the video layer did not classify
-            raise VideoError(f"video could not be decoded ({type(e).__name__}: {e})") from e
+            return video_clips(self.classifier, job.video, job.views, self.limits, should_stop=cancelled)
         finally:
             self.metrics.stage("decode", time.perf_counter() - started)
 
