@@ -23,7 +23,10 @@ LAYERS: list[tuple[str, tuple[str, ...], str]] = [
     ("ops", ("squeezetime.ops",), "torch.ops.squeezetime: kernels, fakes, references"),
     ("preprocess", ("squeezetime.preprocess",), "clips -> tensor (squeeze_time)"),
     ("optimize", ("squeezetime.optimize",), "squeezetime.optimize"),
-    ("backends", ("squeezetime.backends",), "tensor -> logits: eager, optimized"),
+    # the exported graph (folded network, ONNX) sits below the backends: onnxruntime/openvino backends run it
+    ("export graph", ("squeezetime.export.graph", "squeezetime.export.exported_program", "squeezetime.export.onnx"),
+     "serving graph, torch.export, ONNX"),
+    ("backends", ("squeezetime.backends",), "tensor -> logits: eager, optimized, onnxruntime, openvino"),
     ("classifier", ("squeezetime.classifier", "squeezetime.predict", "squeezetime"),
      "load(), Classifier: the one pipeline -> labels"),
     ("transports", ("squeezetime.serving", "squeezetime.export", "squeezetime.triton"),

@@ -54,7 +54,20 @@ def _optimized(model, device: torch.device, dtype: torch.dtype) -> Backend:
                         data_config=model.data_config)
 
 
-BUILDERS: dict[str, Callable[..., Backend]] = {"eager": _eager, "optimized": _optimized}
+def _onnxruntime(model, device: torch.device, dtype: torch.dtype) -> Backend:
+    from .onnxruntime import build  # imports onnxruntime only when asked for
+
+    return build(model, device, dtype)
+
+
+def _openvino(model, device: torch.device, dtype: torch.dtype) -> Backend:
+    from .openvino import build  # imports openvino only when asked for
+
+    return build(model, device, dtype)
+
+
+BUILDERS: dict[str, Callable[..., Backend]] = {"eager": _eager, "optimized": _optimized,
+                                               "onnxruntime": _onnxruntime, "openvino": _openvino}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
