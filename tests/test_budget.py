@@ -30,7 +30,8 @@ def classifier():
 
 
 def test_8k_frames_are_over_the_default_pixel_budget(classifier):
-    video = encode_video(np.zeros((2, 4320, 7680, 3), np.uint8), "mp4")
+    video = encode_video(np.zeros((2, 4320, 7680, 3), np.uint8) + np.array([0, 90], np.uint8)[:, None, None, None],
+                         "mp4")  # two different frames: identical ones are a still image
     with pytest.raises(BudgetError, match=r"7680x4320 \(33.2 Mpixels\) are over the limit .* \(setting max_pixels\)"):
         classifier.classify(video)
     roomy = squeezetime.Classifier(classifier.backend, classifier.data_config, classifier.class_names,

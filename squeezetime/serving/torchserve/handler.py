@@ -196,7 +196,8 @@ class SqueezeTimeHandler(BaseHandler):
             self.classifier.scores(np.zeros((n, d.num_frames, d.crop_size, d.crop_size, 3), np.uint8))
         side = d.view(self.settings["default_views"]).short_side
         frames = np.zeros((d.num_frames, side, side * 4 // 3 // 2 * 2, 3), np.uint8)
-        frames[:, ::8] = 255
+        for t in range(len(frames)):  # moving stripes: a video without motion is refused as a still image
+            frames[t, :, t % 8::8] = 255
         video = encode_video(frames, "mp4")
         if self.pool is None:
             self.classifier.clips(video, self.settings["default_views"])

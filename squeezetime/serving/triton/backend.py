@@ -355,7 +355,8 @@ class VideoModel:
         d = self.classifier.data_config
         side = max(v.short_side for v in d.views.values())
         frames = np.zeros((d.num_frames, side, side * 4 // 3 // 2 * 2, 3), np.uint8)
-        frames[:, ::8] = 255
+        for t in range(len(frames)):  # moving stripes: a video without motion is refused as a still image
+            frames[t, :, t % 8::8] = 255
         video = encode_video(frames, "mp4")
         barrier = threading.Barrier(self.decode_threads)
 
