@@ -29,8 +29,8 @@ LAYERS: list[tuple[str, tuple[str, ...], str]] = [
     ("backends", ("squeezetime.backends",), "tensor -> logits: eager, optimized, onnxruntime, openvino"),
     ("classifier", ("squeezetime.classifier", "squeezetime.predict", "squeezetime"),
      "load(), Classifier: the one pipeline -> labels"),
-    ("transports", ("squeezetime.serving", "squeezetime.export", "squeezetime.triton"),
-     "Triton, TorchServe, request checks, supervisor, export"),
+    ("transports", ("squeezetime.serving", "squeezetime.export", "squeezetime.triton", "squeezetime.batch"),
+     "Triton, TorchServe, request checks, supervisor, export, batch (local, Ray)"),
     ("cli", ("squeezetime.cli",), "squeezetime COMMAND"),
 ]
 
