@@ -29,7 +29,8 @@ LAYERS: list[tuple[str, tuple[str, ...], str]] = [
     ("backends", ("squeezetime.backends",), "tensor -> logits: eager, optimized, onnxruntime, openvino"),
     ("classifier", ("squeezetime.classifier", "squeezetime.predict", "squeezetime"),
      "load(), Classifier: the one pipeline -> labels"),
-    ("transports", ("squeezetime.serving", "squeezetime.export", "squeezetime.triton", "squeezetime.batch"),
+    ("transports", ("squeezetime.serving", "squeezetime.export", "squeezetime.triton", "squeezetime.batch",
+                    "squeezetime.quantize"),
      "Triton, TorchServe, request checks, supervisor, export, batch (local, Ray)"),
     ("cli", ("squeezetime.cli",), "squeezetime COMMAND"),
 ]

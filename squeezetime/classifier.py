@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from .backends import Backend, BackendError, create_backend
+from .backends.int8 import is_int8_artifact
 from .data_config import DataConfig
 from .errors import InputError, SqueezeTimeError
 from .preprocess import as_uint8_clips
@@ -179,8 +180,9 @@ class Classifier:
 def load(source, *, backend: str = "auto", dtype=None, device=None, threads: int | None = None,
          batch_size: int = 8, arch: str | None = None, class_names: Sequence[str] | None = None,
          budget: DecodeBudget = DEFAULT_BUDGET) -> Classifier:
-    """A ready ``Classifier`` for ``source``: a checkpoint path (official or ours), a ``SqueezeTime`` model, or
-    ``"demo"`` (the embedded demo model).
+    """A ready ``Classifier`` for ``source``: a checkpoint path (official or ours), a ``SqueezeTime`` model,
+    ``"demo"`` (the embedded demo model), or an int8 artifact of ``squeezetime quantize`` (recognised by its
+    content; served by the ``int8`` backend with the class names and DataConfig it carries).
 
     backend: "auto" (optimized when the C++ extension is built, else eager), "eager" or "optimized".
     dtype: None/float32, bfloat16 (CPU) or float16 (CUDA): the compute precision; logits are float32.
@@ -206,6 +208,8 @@ def load(source, *, backend: str = "auto", dtype=None, device=None, threads: int
                          f"{type(source).__name__}")
     if model.cls_head is None:
         raise InputError("this model has no classification head (features only); it cannot classify")
+    if isinstance(source, (str, os.PathLike, bytes)) and is_int8_artifact(source):
+        return _load_int8(source, backend, dtype, device, batch_size, class_names, budget)
     names = list(class_names) if class_names is not None else label_names(model)
     if len(names) != model.num_classes:
         raise InputError(f"{len(names)} class names for a head of {model.num_classes} classes")
@@ -215,3 +219,17 @@ def load(source, *, backend: str = "auto", dtype=None, device=None, threads: int
 
 
 __all__ = ["ClipScores", "Classifier", "DEMO", "Prediction", "check_topk", "is_clips", "label_names", "load", "top_k"]
+def _load_int8(source, backend: str, dtype, device, batch_size: int, class_names, budget) -> Classifier:
+    """An artifact of ``squeezetime quantize``: its own class names and DataConfig, served by the int8 backend."""
+    from .backends.int8 import read_artifact
+
+    if backend not in ("auto", "int8"):
+        raise BackendError(f"an int8 artifact runs on the int8 backend, not {backend!a}")
+    artifact = read_artifact(source)
+    names = list(class_names) if class_names is not None else artifact.class_names
+    if len(names) != len(artifact.class_names):
+        raise InputError(f"{len(names)} class names for a head of {len(artifact.class_names)} classes")
+    engine = create_backend("int8", artifact, device=device or "cpu", dtype=dtype)
+    return Classifier(engine, artifact.data_config, names, batch_size=batch_size, budget=budget)
+
+

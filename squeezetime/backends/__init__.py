@@ -67,12 +67,23 @@ def _openvino(model, device: torch.device, dtype: torch.dtype) -> Backend:
 
 
 BUILDERS: dict[str, Callable[..., Backend]] = {"eager": _eager, "optimized": _optimized,
-                                               "onnxruntime": _onnxruntime, "openvino": _openvino}
+                                               "onnxruntime": _onnxruntime, "openvino": _openvino, "int8": _int8}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def available_backends() -> list[str]:
     return ["auto", *BUILDERS]
+def _int8(artifact, device: torch.device, dtype: torch.dtype) -> Backend:
+    from .int8 import Int8Artifact, Int8Backend  # imports openvino only when asked for
+
+    if not isinstance(artifact, Int8Artifact):
+        raise BackendError("the int8 backend serves an artifact of `squeezetime quantize` "
+                           "(squeezetime.load(FILE)), not a float model")
+    if device.type != "cpu" or dtype != torch.float32:
+        raise BackendError("an int8 artifact runs on the cpu with its precision built in (leave dtype at float32)")
+    return Int8Backend(artifact, torch.get_num_threads())
+
+
 
 
 def resolve_dtype(dtype) -> torch.dtype:
