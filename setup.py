@@ -212,6 +212,7 @@ setup(
                        "grpcio-tools>=1.76,<1.81", "protobuf>=6.31.1,<7"],
         "export": ["onnx", "onnxruntime", "onnxscript"],
         "tensorrt": ["torch-tensorrt"],
+        "ray": ["ray[data]>=2.50"],  # squeezetime batch --ray (Ray Data: ActorPoolStrategy, TaskPoolStrategy)
     },
     entry_points={"console_scripts": ["squeezetime=squeezetime.cli:main"]},
     **kernel_extensions(),
