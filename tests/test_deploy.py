@@ -69,17 +69,14 @@ def container(obj: dict, name: str | None = None, init: bool = False) -> dict:
 
 def flags(args: list[str]) -> dict[str, str]:
     """``--key=value`` and ``--key value`` arguments -> {key: value} (repeated keys: the last)."""
-    out, i = {}, 0
-    while i < len(args):
-        arg = args[i]
-        if arg.startswith("--") and "=" in arg:
-            key, value = arg[2:].split("=", 1)
+    out, key = {}, None
+    for arg in args:
+        if arg.startswith("--"):
+            key, _, value = arg[2:].partition("=")
             out[key] = value
-        elif arg.startswith("--"):
-            nxt = args[i + 1] if i + 1 < len(args) else None
-            out[arg[2:]] = nxt if nxt is not None and not nxt.startswith("--") else ""
-            i += 1 if out[arg[2:]] != "" else 0
-        i += 1
+            key = None if "=" in arg else key
+        elif key is not None:  # the value of the flag before
+            out[key], key = arg, None
     return out
 
 
