@@ -202,7 +202,7 @@ setup(
         "serving/torchserve/squeezetime_handler.py",
         "py.typed",
     ]},
-    install_requires=["torch>=2.4", "numpy", "av", "tqdm"],
+    install_requires=["torch>=2.4", "numpy", "av", "tqdm", "opencv-python-headless"],
     extras_require={
         "bench": ["matplotlib"],
         "test": ["pytest", "pytest-timeout", "matplotlib"],

@@ -5,7 +5,7 @@
 # `squeezetime serve` finds this venv by itself (or set SQUEEZETIME_TRITONSERVER to a tritonserver binary).
 TRITON_VENV  := $(VENV)-triton
 TRITON_STAMP := $(TRITON_VENV)/.installed
-TRITON_SERVER_REQUIREMENTS := nvidia-pytriton==0.7.0 "numpy<2" torch==2.13.0 av tqdm
+TRITON_SERVER_REQUIREMENTS := nvidia-pytriton==0.7.0 "numpy<2" torch==2.13.0 av tqdm "opencv-python-headless<4.11"
 
 .PHONY: triton-setup bench-serve
 triton-setup: $(TRITON_STAMP)

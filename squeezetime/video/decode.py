@@ -1,8 +1,32 @@
 """Video file (path or bytes) -> RGB frames, with PyAV, within a per-video budget.
 
 Every video is untrusted: ``DecodeBudget`` bounds the pixels of a frame, the frames scanned and the seconds
-spent, and refuses still images (a PNG or JPEG is not a video); going over raises ``BudgetError`` naming the
-limit and the setting that raises it. The same budget applies on every path (Python, CLI, Triton, TorchServe).
+spent, and refuses still images; going over raises ``BudgetError`` naming the limit and the setting that
+raises it. The same budget applies on every path (Python, CLI, Triton, TorchServe).
+
+``VideoReader`` decodes only the frames asked for: one open of the file, a frame table (presentation
+timestamps and keyframes), then for each run of wanted frames a seek to the keyframe before it and a decode
+forward, skipping ahead by seeking again only when the next wanted frame lies past another keyframe.
+The frame table comes from the container's own index when it can be trusted (MP4/MOV without frame
+reordering: one index entry per frame, timestamps strictly increasing), else from a scan of the packets
+(no decoding: variable frame rate, B-frames, Matroska/WebM, MPEG-TS, AVI). Frame ``i`` is the ``i``-th
+timestamp in presentation order, exactly as a linear decode numbers it. Each decoded frame is checked
+against the table: after a seek the first frame must be a keyframe at or before the wanted one and the
+following frames must come consecutively; a missing or unknown timestamp, a seek that lands late, or a
+frame the decoder drops switches to one linear decode from the start (``decode_frames``). So a file whose
+index lies (wrong frame count, wrong timestamps, no index) gets the frames of a linear decode, or an error,
+never shifted frames.
+
+Still images are refused unless ``allow_still_images``: an image file (PNG, JPEG, ... by container format),
+a video stream with a single frame (an image turned into a one-frame video), and a video without motion:
+when no frame sampled for the clips differs from the first by more than ``STILL_TOLERANCE`` (8) levels in
+any pixel (after resizing), 8 more frames spread evenly over the whole video are decoded; if those do not
+differ either, the video is a still image repeated (``ffmpeg -loop 1``) and is refused. Not bit-equality:
+a lossy codec refines a repeated image over its first frames (H.264: up to 5 levels); any moving object
+differs by far more. A static stretch inside a moving video is not refused (the spread frames differ),
+nor is a still scene filmed by a camera whose noise passes 8 levels somewhere. The check costs one pass
+over the kept frames, which stops at the first pixel that moves; the extra decodes happen only for videos
+that look still.
 """
 from __future__ import annotations
 
@@ -12,7 +36,7 @@ import time
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import av
 import numpy as np
@@ -59,7 +83,7 @@ class DecodeBudget:
     max_pixels: int = 4096 * 2304       # per frame: 4K (DCI and UHD) passes, 8K does not
     max_frames: int = 200_000           # frames scanned in one video (about 2 h at 25 fps)
     max_seconds: float = 120.0          # wall time to decode one video
-    allow_still_images: bool = False    # a one-frame image file (PNG, JPEG...) as a one-frame video
+    allow_still_images: bool = False    # an image file, a one-frame video or a video without motion
 
     def __post_init__(self):
         if self.max_pixels < 1 or self.max_frames < 1 or not self.max_seconds > 0:
@@ -181,3 +205,231 @@ def read_video(source: VideoSource) -> np.ndarray:
     """All frames as (T, H, W, 3) uint8 RGB."""
     frames, total = decode_frames(source)
     return np.stack([frames[i] for i in range(total)])
+
+
+class _Unreliable(Exception):
+    """The frame table and the decoder disagree: decode linearly instead."""
+
+
+MP4_FORMATS = {"mov,mp4,m4a,3gp,3g2,mj2"}
+STATIC_CHECK_FRAMES = 8  # frames spread over the video that confirm "no motion" before refusing
+# A lossy codec does not repeat a still image bit for bit (later frames refine it): measured on H.264 stills,
+# decoded frames differ from the first by at most 5 levels; moving video by over 200 in some pixels.
+STILL_TOLERANCE = 8
+
+
+@dataclass(frozen=True)
+class FrameTable:
+    """Presentation timestamps of every frame (index i = i-th frame of a linear decode) and keyframe indices;
+    ``pts`` is None when the timestamps cannot be trusted (missing, duplicated): only a linear decode is exact."""
+    count: int
+    pts: np.ndarray | None
+    keyframes: np.ndarray  # sorted frame indices of the keyframes (empty when pts is None)
+    source: str  # "index" (the container's) or "scan" (the packets)
+
+    def keyframe_before(self, index: int) -> int:
+        return int(self.keyframes[np.searchsorted(self.keyframes, index, side="right") - 1])
+
+
+class VideoReader:
+    """One open video: ``num_frames`` (from the frame table) and ``frames(indices, transform)``, which decodes
+    only what those frames need (module docstring). Use as a context manager, or call ``close()``."""
+
+    def __init__(self, source: VideoSource, budget: DecodeBudget = DEFAULT_BUDGET):
+        self.source, self.budget = source, budget
+        self.started = time.monotonic()
+        self.container, self.name = _open(source, budget)
+        try:
+            self.stream = self.container.streams.video[0]
+            self.stream.thread_type = "AUTO"
+            self.table = self._frame_table()
+        except av.FFmpegError as e:
+            self.close()
+            raise VideoError(f"{self.name}: corrupt or truncated video ({_reason(e)})") from e
+        except BaseException:
+            self.close()
+            raise
+        if self.table.count == 0:
+            self.close()
+            raise VideoError(f"{self.name}: video stream has no frames")
+        if self.table.count == 1 and not budget.allow_still_images:
+            self.close()
+            raise BudgetError(f"{self.name}: a still image (a video of one frame), not a video "
+                              "(setting allow_still_images)")
+        self.linear = self.table.pts is None  # set when the table proves unreliable while decoding
+
+    @property
+    def num_frames(self) -> int:
+        return self.table.count
+
+    def close(self) -> None:
+        self.container.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- the frame table ------------------------------------------------------------------------------------
+    def _frame_table(self) -> FrameTable:
+        return self._index_table() or self._scan_table()
+
+    def _index_table(self) -> FrameTable | None:
+        """The MP4 sample table, trusted only where it must equal the packets: one entry per frame, no frame
+        reordering (with B-frames the index holds decode timestamps, not presentation ones)."""
+        s = self.stream
+        if self.container.format.name not in MP4_FORMATS or s.codec_context.has_b_frames or not s.frames:
+            return None
+        entries = s.index_entries
+        if len(entries) != s.frames:
+            return None
+        pts = np.fromiter((e.timestamp for e in entries), np.int64, len(entries))
+        if any(e.is_discard for e in entries) or (len(pts) > 1 and not (np.diff(pts) > 0).all()):
+            return None
+        self.budget.check_frames(self.name, len(pts))
+        keys = np.flatnonzero(np.fromiter((e.is_keyframe for e in entries), bool, len(entries)))
+        if len(keys) == 0 or keys[0] != 0:
+            return None
+        return FrameTable(len(pts), pts, keys, "index")
+
+    def _scan_table(self) -> FrameTable:
+        """Demux every packet (no decoding): the frame count as ``count_frames``, timestamps, keyframes."""
+        pts, keys = [], []
+        for packet in self.container.demux(self.stream):
+            if packet.size <= 0:
+                continue
+            pts.append(packet.pts)
+            keys.append(packet.is_keyframe)
+            if len(pts) % 256 == 0:
+                self.budget.check_frames(self.name, len(pts))
+                self.budget.check_time(self.name, self.started)
+                check_stop(self.name)
+        self.budget.check_frames(self.name, len(pts))
+        if not pts or any(p is None for p in pts) or len(set(pts)) != len(pts):
+            return FrameTable(len(pts), None, np.zeros(0, np.int64), "scan")
+        order = np.argsort(np.asarray(pts, np.int64), kind="stable")
+        in_order = np.asarray(pts, np.int64)[order]
+        keys = np.flatnonzero(np.asarray(keys, bool)[order])
+        if len(keys) == 0 or keys[0] != 0:  # the first frame shown must be decodable on its own
+            return FrameTable(len(pts), None, np.zeros(0, np.int64), "scan")
+        return FrameTable(len(pts), in_order, keys, "scan")
+
+    # -- decoding -------------------------------------------------------------------------------------------
+    def frames(self, indices: Iterable[int], transform: Callable[[np.ndarray], np.ndarray] | None = None
+               ) -> dict[int, np.ndarray]:
+        """{index: transform(RGB frame)} for each wanted index (0 <= index < num_frames)."""
+        wanted = sorted({int(i) for i in indices})
+        if wanted and not 0 <= wanted[0] <= wanted[-1] < self.num_frames:
+            raise InputError(f"{self.name}: frame indices must be in [0, {self.num_frames})")
+        if not self.linear:
+            try:
+                return self._seek_and_decode(wanted, transform)
+            except _Unreliable:
+                self.linear = True
+        frames, decoded = decode_frames(self.source, wanted, transform, self.budget)
+        if decoded != self.num_frames:  # the decoder's count wins, as before: the caller samples again
+            self.table = FrameTable(decoded, None, np.zeros(0, np.int64), self.table.source)
+            return frames
+        missing = [i for i in wanted if i not in frames]
+        if missing:
+            raise VideoError(f"{self.name}: frames {missing[:5]} could not be decoded (corrupt stream)")
+        return frames
+
+    def _seek_and_decode(self, wanted: Sequence[int], transform) -> dict[int, np.ndarray]:
+        out: dict[int, np.ndarray] = {}
+        position = -1  # index of the last frame decoded; -1: none since the last seek
+        i = 0
+        while i < len(wanted):
+            key = self.table.keyframe_before(wanted[i])
+            if position < 0 or key > position:  # a keyframe lies between here and the next wanted frame
+                position = self._seek(key)
+            position, i = self._decode_run(wanted, i, position, out, transform)
+        return out
+
+    def _seek(self, key: int) -> int:
+        try:
+            self.container.seek(int(self.table.pts[key]), stream=self.stream, backward=True)
+        except av.FFmpegError as e:
+            raise _Unreliable from e
+        return -1
+
+    def _decode_run(self, wanted, i, position, out, transform) -> tuple[int, int]:
+        """Decode forward from the current demuxer position until the next wanted frame lies past a keyframe
+        ahead of us (then the caller seeks) or every wanted frame is in ``out``. Returns (position, i)."""
+        table, index_of = self.table, self._index_of
+        try:
+            for packet in self.container.demux(self.stream):
+                for frame in packet.decode():
+                    index = index_of(frame.pts)
+                    if position < 0:  # first frame after a seek: a keyframe at or before the wanted one
+                        if index > wanted[i] or index not in self._keyset:
+                            raise _Unreliable
+                    elif index != position + 1:  # a dropped or unknown frame
+                        raise _Unreliable
+                    position = index
+                    self._check_budget(frame, index)
+                    if index == wanted[i]:
+                        rgb = frame.to_ndarray(format="rgb24")
+                        out[index] = transform(rgb) if transform else rgb
+                        i += 1
+                        if i == len(wanted):
+                            return position, i
+                        if table.keyframe_before(wanted[i]) > position:
+                            return position, i
+        except av.FFmpegError as e:
+            raise VideoError(f"{self.name}: corrupt or truncated video near frame {position + 1} "
+                             f"({_reason(e)})") from e
+        raise _Unreliable  # the stream ended before a frame the table promised
+
+    def _index_of(self, pts) -> int:
+        if pts is None:
+            raise _Unreliable
+        if not hasattr(self, "_pts_index"):
+            self._pts_index = {int(p): n for n, p in enumerate(self.table.pts)}
+            self._keyset = set(int(k) for k in self.table.keyframes)
+        index = self._pts_index.get(int(pts))
+        if index is None:
+            raise _Unreliable
+        return index
+
+    def _check_budget(self, frame, index: int) -> None:
+        self._decoded = getattr(self, "_decoded", 0) + 1
+        if self._decoded % 16 == 1:
+            self.budget.check_frame_size(self.name, frame.height, frame.width)  # the stream may change size
+            self.budget.check_time(self.name, self.started)
+            check_stop(self.name)
+
+    # -- motion -------------------------------------------------------------------------------------------
+    def check_motion(self, frames: dict[int, np.ndarray], transform=None) -> None:
+        """``BudgetError`` when ``frames`` (the kept ones) show no motion and neither do frames spread over the
+        whole video: a still image repeated, not a video (unless ``allow_still_images``)."""
+        if self.budget.allow_still_images or not frames:
+            return
+        first = next(iter(frames.values()))
+        if _any_moves(first, frames.values()):
+            return
+        spread = np.unique(np.linspace(0, self.num_frames - 1, STATIC_CHECK_FRAMES).round().astype(np.int64))
+        more = self.frames([int(i) for i in spread if int(i) not in frames], transform)
+        if not _any_moves(first, more.values()):
+            raise BudgetError(f"{self.name}: a still image ({self.num_frames} frames without motion: none differs "
+                              f"from the first by more than {STILL_TOLERANCE} levels), not a video "
+                              "(setting allow_still_images)")
+
+
+def _any_moves(first: np.ndarray, frames: Iterable[np.ndarray]) -> bool:
+    """Whether any frame differs from ``first`` by more than ``STILL_TOLERANCE`` levels in some pixel."""
+    for frame in frames:
+        if frame.shape != first.shape:
+            return True
+        if (np.maximum(frame, first) - np.minimum(frame, first)).max() > STILL_TOLERANCE:
+            return True
+    return False
+
+
+def read_frames(source: VideoSource, indices: Iterable[int],
+                transform: Callable[[np.ndarray], np.ndarray] | None = None,
+                budget: DecodeBudget = DEFAULT_BUDGET) -> dict[int, np.ndarray]:
+    """{index: RGB frame} of the wanted frames, decoding only what they need (``VideoReader``)."""
+    with VideoReader(source, budget) as reader:
+        return reader.frames(indices, transform)
