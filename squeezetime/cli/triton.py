@@ -12,10 +12,11 @@ from .common import EXIT_USAGE, classify_videos, positive_int
 def register(sub) -> None:
     from ..backends import DTYPES, available_backends
     from ..serving.requests import DEFAULT_MAX_VIDEO_BYTES
+    from ..serving.triton.shm import SHM_CHECKS
 
     p = sub.add_parser("triton-repo", help="write a Triton model repository (squeezetime, squeezetime_video)")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", metavar="PATH", help="official or squeezetime checkpoint (.pth)")
+    src.add_argument("--checkpoint", metavar="PATH", help="official or squeezetime checkpoint (.pth), or an int8 artifact of squeezetime quantize")
     src.add_argument("--demo", action="store_true", help="the embedded demo model")
     p.add_argument("--arch", default=None, help="named configuration (default: inferred from the checkpoint)")
     p.add_argument("--out", required=True, help="repository directory to write")
@@ -51,6 +52,9 @@ def register(sub) -> None:
                    help="Python whose environment runs the models (default: the one holding nvidia-pytriton)")
     p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the server to be ready")
     p.add_argument("--log", default=None, metavar="FILE", help="server log file (default: in a temp dir)")
+    p.add_argument("--shm-check", choices=SHM_CHECKS, default="error",
+                   help="when /dev/shm cannot hold the repository's worst case: refuse to start (error, default), "
+                        "warn, or do not check (off)")
     p.set_defaults(func=run_serve)
 
     p = sub.add_parser("client", help="classify videos through a running Triton server (gRPC)")
@@ -100,7 +104,7 @@ def run_serve(args: argparse.Namespace) -> int:
             repo = write_repository(tmp / "repo", squeezetime.demo_model())
         server = TritonServer(repo, host=args.host, grpc_port=args.grpc_port, http_port=args.http_port,
                               metrics_port=args.metrics_port, binary=args.tritonserver, python=args.python,
-                              start_timeout=args.timeout, log_path=args.log)
+                              start_timeout=args.timeout, log_path=args.log, shm_check=args.shm_check)
         stop = {"signal": None}
 
         def forward(signum, frame):
@@ -111,6 +115,8 @@ def run_serve(args: argparse.Namespace) -> int:
         try:
             print(f"starting tritonserver ({server.install.describe()}) on {repo} ...", file=sys.stderr, flush=True)
             server.start()
+            if server.shm_plan is not None:
+                print(server.shm_plan.describe(), file=sys.stderr, flush=True)
             if server.stale_removed:
                 print(f"removed {len(server.stale_removed)} leftovers of killed launchers: "
                       + ", ".join(server.stale_removed), file=sys.stderr, flush=True)

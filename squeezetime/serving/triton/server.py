@@ -15,6 +15,7 @@ process still mentions.
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import re
 import shutil
@@ -30,9 +31,12 @@ from pathlib import Path
 
 from ...errors import SqueezeTimeError
 from ..ports import free_port, port_in_use
+from .shm import SHM_CHECKS, ShmPlan
+from .shm import plan as shm_plan
 from ..supervisor import (ManagedProcess, ProcessError, ProcessExited, clean_stale_dirs, group_pids,  # noqa: F401
                           owned_tempdir, pid_alive, processes_mentioning)
 
+logger = logging.getLogger("squeezetime")
 ENV_BINARY = "SQUEEZETIME_TRITONSERVER"
 SHM_PREFIX = "triton_python_backend_shm_region_"
 WORKDIR_PREFIX = "squeezetime-triton-"
@@ -196,7 +200,8 @@ class TritonServer:
                  http_port: int | None = None, metrics_port: int | None = None, binary: str | None = None,
                  python: str | None = None, start_timeout: float = DEFAULT_START_TIMEOUT,
                  log_path: str | os.PathLike | None = None, log_verbose: int = 0,
-                 extra_args: list[str] | None = None, model_control_explicit: bool = False):
+                 extra_args: list[str] | None = None, model_control_explicit: bool = False,
+                 shm_check: str = "error"):
         self.repository = Path(repository).resolve()
         if not (self.repository.is_dir() and any(self.repository.glob("*/config.pbtxt"))):
             raise TritonServerError(f"{self.repository} is not a model repository (no */config.pbtxt); write one "
@@ -212,6 +217,10 @@ class TritonServer:
         self.extra_args = list(extra_args or [])
         self.model_control_explicit = model_control_explicit
         self.log_verbose = log_verbose
+        if shm_check not in SHM_CHECKS:
+            raise TritonServerError(f"shm_check must be one of {SHM_CHECKS}, got {shm_check!a}")
+        self.shm_check = shm_check
+        self.shm_plan: ShmPlan | None = None  # the repository's worst case in /dev/shm, known at start()
         self.shm_prefix = f"{SHM_PREFIX}st{os.getpid()}_{uuid.uuid4().hex[:8]}_"
         # the owner file lets a later launcher remove this directory (and the regions) if this one is killed
         self._workdir = owned_tempdir(WORKDIR_PREFIX, shm_prefix=self.shm_prefix)
@@ -280,6 +289,19 @@ class TritonServer:
             cmd += ["--model-control-mode=explicit", "--load-model=*"]
         return cmd + self.extra_args
 
+    def check_shared_memory(self) -> None:
+        """Know the repository's worst case in /dev/shm before starting; refuse (``shm_check="error"``) or warn
+        when /dev/shm cannot hold it, rather than fail under the first large videos."""
+        if self.shm_check == "off":
+            return
+        self.shm_plan = shm_plan(self.repository)
+        problem = self.shm_plan.problem()
+        if problem and self.shm_check == "error":
+            raise TritonServerError(f"{problem}; or start anyway with shm_check='warn' (squeezetime serve "
+                                    "--shm-check warn)")
+        if problem:
+            logger.warning("squeezetime: %s", problem)
+
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
         # The stub embeds libpython: this interpreter's, first (else a system libpython 3.11.x may load against
@@ -305,6 +327,7 @@ class TritonServer:
         if self.supervisor is not None:
             return self
         self.stale_removed = clean_stale()
+        self.check_shared_memory()
         for name, port in (("gRPC", self.grpc_port), ("HTTP", self.http_port), ("metrics", self.metrics_port)):
             if port_in_use(port, self.host):
                 raise TritonServerError(f"{name} port {self.host}:{port} is already in use")
