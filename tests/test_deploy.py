@@ -290,6 +290,29 @@ def test_triton_ports_probes_and_services():
     assert images == {container(job)["image"], runtime["spec"]["containers"][0]["image"]}
 
 
+QUANTITY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def quantity_bytes(value: str) -> int:
+    for suffix, factor in QUANTITY.items():
+        if value.endswith(suffix):
+            return int(float(value[:-len(suffix)]) * factor)
+    return int(value)
+
+
+@pytest.mark.parametrize("directory,kind", [("triton", "Deployment"), ("kserve", "ServingRuntime")])
+def test_dev_shm_holds_the_repositorys_worst_case(triton_repository, directory, kind):
+    from squeezetime.serving.triton.shm import plan
+
+    repo, _ = triton_repository
+    obj = resource(directory, kind) if kind == "Deployment" else resource(directory, kind, "squeezetime-triton")
+    spec = pod_spec(obj) if kind == "Deployment" else obj["spec"]
+    server = container(obj, "tritonserver") if kind == "Deployment" else spec["containers"][0]
+    volume = volume_of_mount(spec, server, "/dev/shm")
+    assert volume["emptyDir"]["medium"] == "Memory"
+    assert quantity_bytes(volume["emptyDir"]["sizeLimit"]) >= plan(repo).total
+
+
 def test_kserve_triton_runs_the_same_server():
     runtime = resource("kserve", "ServingRuntime", "squeezetime-triton")
     isvc = resource("kserve", "InferenceService", "squeezetime-triton")
