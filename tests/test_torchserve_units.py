@@ -64,6 +64,12 @@ def test_parse_request_forms():
                                                "views": "10x3", "topk": 1}})
     assert payload == npy(clips) and options == {"views": "10x3", "topk": 1}
     assert split_request({"data": b"x", "options": b'{"topk": 4}'}) == (b"x", {"topk": 4})
+    # KServe's v1 envelope: an instance arrives as decoded JSON, base64 video and numbers at the top level
+    b64 = __import__("base64").b64encode(npy(clips)).decode()
+    assert split_request({"video": b64, "topk": 2, "views": "1x1"}) == (npy(clips), {"topk": 2, "views": "1x1"})
+    assert parse_request({"clips": b64, "topk": 2}).topk == 2
+    with pytest.raises(RequestError, match="not valid base64"):
+        split_request({"video": "not base64!"})
     for request, message in [({"body": b""}, "empty request body"), ({"body": {"topk": 1}}, "no video"),
                              ({"body": npy(clips.astype(np.int16))}, "uint8"),
                              ({"body": npy(np.zeros((16, 112, 112, 3), np.uint8))}, "clips must be 224x224"),

@@ -11,7 +11,9 @@ hands the handler one dict per request, ``{name: value}``):
   ``X-SqueezeTime-Views`` / ``X-SqueezeTime-Topk`` (handy with a raw body), multipart fields, gRPC input
   entries, a JSON part/entry named ``options``, or a JSON body
   ``{"video": "<base64>", "views": "10x3", "topk": 3}`` (``clips`` instead of ``video`` for base64
-  ``.npy`` bytes). TorchServe does not pass query parameters of ``/predictions`` to handlers.
+  ``.npy`` bytes). TorchServe does not pass query parameters of ``/predictions`` to handlers. KServe's v1
+  envelope (``service_envelope=kserve``) hands each of ``{"instances": [...]}`` over as decoded JSON: an
+  instance ``{"video": "<base64>", "topk": 3}`` or ``{"data": {"video": ..., "topk": 3}}``.
 """
 from __future__ import annotations
 
@@ -85,8 +87,11 @@ def split_request(request: dict, headers: dict | None = None) -> tuple[bytes | N
     options: dict = header_options(headers)
     for key, value in request.items():
         lowered = str(key).lower()
-        if lowered in OPTION_KEYS:
-            options[lowered] = text_value(value, lowered)
+        if lowered in OPTION_KEYS:  # a JSON number stays a number (KServe's envelope passes decoded JSON)
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            options[lowered] = value if number else text_value(value, lowered)
+        elif lowered in BASE64_KEYS and lowered != "data" and isinstance(value, str):  # {"video": "<base64>"}
+            payloads.append((lowered, _b64(value, lowered)))
         elif lowered in JSON_OPTION_PARTS:
             options.update(_json_object(value, f"part {key!a}"))
         elif isinstance(value, dict):  # a JSON body, already decoded by TorchServe
