@@ -336,6 +336,17 @@ class VideoReader:
             raise VideoError(f"{self.name}: frames {missing[:5]} could not be decoded (corrupt stream)")
         return frames
 
+    def plan(self, indices: Iterable[int]) -> list[tuple[int, list[int]]]:
+        """The seeks ``frames`` makes: [(keyframe index, wanted frames decoded from it)], in order."""
+        runs: list[tuple[int, list[int]]] = []
+        for index in sorted({int(i) for i in indices}):
+            key = self.table.keyframe_before(index)
+            if runs and key <= runs[-1][1][-1]:
+                runs[-1][1].append(index)
+            else:
+                runs.append((key, [index]))
+        return runs
+
     def _seek_and_decode(self, wanted: Sequence[int], transform) -> dict[int, np.ndarray]:
         out: dict[int, np.ndarray] = {}
         position = -1  # index of the last frame decoded; -1: none since the last seek
