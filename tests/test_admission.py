@@ -140,6 +140,60 @@ def test_triton_has_no_request_size_flag(tmp_path):
     assert not sized, f"this tritonserver can bound request sizes ({sized}): wire it into TritonServer"
 
 
+
+@pytest.fixture(scope="module")
+def queue_timeout_triton(tmp_path_factory):
+    """As small_queue_triton, with a 20 ms queue timeout (``default_timeout_microseconds``): above the batcher's
+    2 ms queue delay, below what two clips ahead in the queue take here."""
+    require_tritonserver()
+    from squeezetime.serving.triton import RepoOptions, TritonServer, write_repository
+
+    repo = write_repository(tmp_path_factory.mktemp("queue_timeout_repo"), model_for_tests(),
+                            options=RepoOptions(max_batch_size=1, instances=1, max_queue_size=QUEUE, num_threads=1,
+                                                queue_timeout_us=20_000))
+    shutil.rmtree(repo / "squeezetime_video")
+    assert "default_timeout_microseconds: 20000" in (repo / "squeezetime" / "config.pbtxt").read_text()
+    with running(TritonServer(repo, start_timeout=240)) as server:
+        yield server
+
+
+def test_triton_queue_timeout_rejects_requests_that_waited_too_long(queue_timeout_triton):
+    """Three requests at once fit the queue (one runs, two wait), but the last one outlives the 20 ms queue
+    timeout (the network takes tens of ms per clip here): they are answered UNAVAILABLE instead of running
+    late. (A per-request ``timeout`` from tritonclient 2.7x was not applied by this 2.51 server: the model's
+    configured timeout is what bounds the wait.)"""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    clips = np.zeros((1, 16, 224, 224, 3), np.uint8)
+    n = QUEUE + 1
+    clients = [grpcclient.InferenceServerClient(queue_timeout_triton.grpc_url) for _ in range(n)]
+    try:
+        for c in clients:
+            assert c.is_model_ready("squeezetime", client_timeout=30)
+        inputs = [clip_request(grpcclient, clips) for _ in range(n)]
+
+        def call(i):
+            try:
+                clients[i].infer("squeezetime", inputs[i], client_timeout=120)
+                return "ok", ""
+            except InferenceServerException as e:
+                return str(e.status()), e.message() or ""
+
+        for _ in range(5):  # a burst whose requests happen not to overlap proves nothing: try again
+            results = burst(call, n)
+            if any(r[0] != "ok" for r in results):
+                break
+        timed_out = [r for r in results if r[0] != "ok"]
+        assert timed_out, f"no request timed out in the queue: {results}"
+        assert all(r[0] == "StatusCode.UNAVAILABLE" and "timeout" in r[2].lower() for r in timed_out), timed_out
+        assert any(r[0] == "ok" for r in results), results  # the one that ran first was not touched
+        out = clients[0].infer("squeezetime", clip_request(grpcclient, clips), client_timeout=120)
+        assert out.as_numpy("PROBS").shape[0] == 1  # alone, a request is served
+    finally:
+        for c in clients:
+            c.close()
+
 # -- TorchServe: job queue (job_queue_size) ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def small_queue_torchserve(tmp_path_factory):
