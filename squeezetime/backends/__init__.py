@@ -49,6 +49,13 @@ def _optimized(model, device: torch.device, dtype: torch.dtype) -> Backend:
     if not _extension_for(device):
         raise BackendError(f"the optimized backend needs the C++ extension for {device.type} "
                            f"({ops.extension_error() or 'CUDA kernels not built'})")
+    if device.type == "cpu":
+        from .selftest import check_onednn, OneDnnSelfTestError
+
+        try:  # torch's private oneDNN functions that optimize drives: present and right (once per process)
+            check_onednn(dtype)
+        except OneDnnSelfTestError as e:
+            raise BackendError(str(e)) from e
     module = optimize(model.to(device).eval(), dtype=dtype)  # takes float32 input, returns float32 logits
     return TorchBackend("optimized", module, device, dtype, input_dtype=torch.float32,
                         data_config=model.data_config)
@@ -66,13 +73,6 @@ def _openvino(model, device: torch.device, dtype: torch.dtype) -> Backend:
     return build(model, device, dtype)
 
 
-BUILDERS: dict[str, Callable[..., Backend]] = {"eager": _eager, "optimized": _optimized,
-                                               "onnxruntime": _onnxruntime, "openvino": _openvino, "int8": _int8}
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def available_backends() -> list[str]:
-    return ["auto", *BUILDERS]
 def _int8(artifact, device: torch.device, dtype: torch.dtype) -> Backend:
     from .int8 import Int8Artifact, Int8Backend  # imports openvino only when asked for
 
@@ -84,6 +84,13 @@ def _int8(artifact, device: torch.device, dtype: torch.dtype) -> Backend:
     return Int8Backend(artifact, torch.get_num_threads())
 
 
+BUILDERS: dict[str, Callable[..., Backend]] = {"eager": _eager, "optimized": _optimized,
+                                               "onnxruntime": _onnxruntime, "openvino": _openvino, "int8": _int8}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def available_backends() -> list[str]:
+    return ["auto", *BUILDERS]
 
 
 def resolve_dtype(dtype) -> torch.dtype:
@@ -109,18 +116,29 @@ def resolve_device(device, model=None) -> torch.device:
     return device
 
 
+def _auto(model, device: torch.device, dtype: torch.dtype) -> Backend:
+    """The first backend of ``auto.auto_order`` that builds (one warning per one that does not)."""
+    from .auto import auto_order
+
+    order, dtype = auto_order(device, dtype)
+    if "optimized" in order and not _extension_for(device):  # squeezetime.ops has said once why
+        order.remove("optimized")
+    for i, candidate in enumerate(order):
+        try:
+            return BUILDERS[candidate](model, device, dtype)
+        except Exception as e:  # noqa: BLE001 - auto means: the fastest that works here
+            if i == len(order) - 1:
+                raise
+            logger.warning("squeezetime: backend %s failed to build (%s: %s); auto uses %s instead",
+                           candidate, type(e).__name__, e, order[i + 1])
+    raise AssertionError("unreachable: eager is last")
+
+
 def create_backend(name: str, model, *, device=None, dtype=None) -> Backend:
     """Build backend ``name`` ("auto", "eager", "optimized") for ``model`` on ``device`` in ``dtype``."""
     device, dtype = resolve_device(device, model), resolve_dtype(dtype)
     if name == "auto":
-        if not _extension_for(device):  # squeezetime.ops has said once why
-            return _eager(model, device, dtype)
-        try:
-            return _optimized(model, device, dtype)
-        except Exception as e:  # noqa: BLE001 - auto means: the fastest that works here
-            logger.warning("squeezetime: the optimized backend failed to build (%s: %s); using eager",
-                           type(e).__name__, e)
-            return _eager(model, device, dtype)
+        return _auto(model, device, dtype)
     if name not in BUILDERS:
         raise BackendError(f"unknown backend {name!a}; choose one of {available_backends()}")
     try:

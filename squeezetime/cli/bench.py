@@ -5,6 +5,10 @@ on), opt-fp32 / opt-fp32-unfused (squeezetime.optimize with / without the fused 
 opt-fp16 and opt-fp16-cudagraph (CUDA). Rounds are interleaved (one call of every path per round), warm-up
 excluded; reports the median per-clip latency, clips/s and the ratio to eager, plus operator micro-benchmarks.
 Writes DIR/bench.json and DIR/bench.png and prints the JSON.
+
+``--peers``: the engines a user could pick instead (eager, torch.compile fp32/bf16, ONNX Runtime, OpenVINO
+fp32/bf16) and every backend of ours through ``squeezetime.load``, all from uint8 clips, batch 1 and 8, rounds
+interleaved; DIR/peers.json and DIR/peers.png (ratios to eager). The rows are one list, ``PEERS``.
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ def register(sub) -> None:
     p.add_argument("--arch", default="k400", help="named configuration (random weights; default k400)")
     p.add_argument("--widen-factor", type=float, default=1.0)
     p.add_argument("--size", type=int, default=224, help="frame height and width")
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1])
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="default 1 (--peers: 1 8)")
     p.add_argument("--rounds", type=int, default=5, help="timed rounds per path and batch size")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls per path first")
     p.add_argument("--paths", nargs="+", default=None, choices=ALL_PATHS,
@@ -35,6 +39,10 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--no-micro", action="store_true", help="skip the operator micro-benchmarks")
     p.add_argument("--out", default="bench-results", metavar="DIR")
+    p.add_argument("--peers", action="store_true",
+                   help="instead: our backends against torch.compile, ONNX Runtime and OpenVINO on uint8 clips "
+                        f"(rows: {', '.join(name for name, _ in PEERS)}); --batch-sizes default 1 8")
+    p.add_argument("--rows", nargs="+", default=None, metavar="ROW", help="with --peers: only these rows (eager first)")
     p.set_defaults(func=run)
 
 
@@ -176,6 +184,179 @@ def plot(results: dict, path: str) -> None:
     plt.close(fig)
 
 
+# --- peers: every row is a factory (model, threads) -> callable(uint8 clips (N, T, H, W, 3)) -> logits. Each takes
+# the decoder's uint8 clip, so normalisation is inside every timing. Other modules append rows (int8 paths).
+
+def _ours(backend: str, dtype: str | None = None):
+    def factory(model, threads):
+        import squeezetime
+
+        return squeezetime.load(model, backend=backend, dtype=dtype, threads=threads).backend.logits
+    return factory
+
+
+def _torch_eager(model, threads):
+    import torch
+
+    from squeezetime.preprocess import normalize_clip
+
+    return lambda clips: model(normalize_clip(clips))
+
+
+def _torch_compile(dtype_name: str):
+    def factory(model, threads):
+        import copy
+
+        import torch
+        import torch._inductor.config as inductor_config
+
+        from squeezetime.preprocess import normalize_clip
+
+        dtype = getattr(torch, dtype_name)
+        net = model if dtype == torch.float32 else copy.deepcopy(model).to(dtype)
+        inductor_config.freezing = True
+        return torch.compile(lambda clips: net(normalize_clip(clips).to(dtype)).float(), dynamic=False)
+    return factory
+
+
+def _onnx_path(model):
+    from squeezetime.backends.onnxruntime import default_image_size, onnx_file
+
+    return onnx_file(model, default_image_size(model))[0]  # the project's ONNX export, cached on disk
+
+
+def _onnxruntime_peer(model, threads):
+    import torch
+
+    from squeezetime.export.onnx import onnx_session, run_onnxruntime
+
+    session = onnx_session(_onnx_path(model), threads=threads)
+    return lambda clips: run_onnxruntime(session, clips)[0]
+
+
+def _openvino_peer(hint: str):
+    def factory(model, threads):
+        import numpy as np
+        import openvino as ov
+        import torch
+
+        compiled = ov.Core().compile_model(ov.convert_model(_onnx_path(model)), "CPU", {
+            "INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads})
+        request = compiled.create_infer_request()
+
+        def call(clips):
+            request.infer({0: np.ascontiguousarray(clips.numpy())})
+            return torch.from_numpy(request.get_output_tensor(0).data.copy())
+        return call
+    return factory
+
+
+PEERS: list[tuple[str, object]] = [
+    ("eager", _torch_eager),  # the network as written, normalize_clip + forward: the 1.0x of every ratio
+    ("torch.compile fp32", _torch_compile("float32")),
+    ("torch.compile bf16", _torch_compile("bfloat16")),
+    ("onnxruntime fp32", _onnxruntime_peer),
+    ("openvino fp32", _openvino_peer("f32")),
+    ("openvino bf16", _openvino_peer("bf16")),
+    ("ours eager", _ours("eager")),
+    ("ours optimized fp32", _ours("optimized")),
+    ("ours optimized bf16", _ours("optimized", "bfloat16")),
+    ("ours onnxruntime", _ours("onnxruntime")),
+    ("ours openvino fp32", _ours("openvino")),
+    ("ours openvino bf16", _ours("openvino", "bfloat16")),
+    ("ours auto fp32", _ours("auto")),
+]
+
+
+def machine_info() -> dict:
+    """CPU model and the flags that decide the fast paths (lscpu), threads, library versions."""
+    import subprocess
+
+    import torch
+
+    from squeezetime.backends.engine_cache import package_version
+
+    info = {"cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "onnxruntime": package_version("onnxruntime"), "openvino": package_version("openvino")}
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        fields = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)
+        info["cpu"] = fields.get("Model name", "").strip()
+        flags = fields.get("Flags", "").split()
+        info["simd_flags"] = [f for f in flags if f.startswith(("avx", "amx", "fma")) or "vnni" in f or "bf16" in f]
+    except (OSError, subprocess.SubprocessError):
+        info["cpu"] = platform.processor() or platform.machine()
+    return info
+
+
+def run_peers(args: argparse.Namespace) -> int:
+    """Every row of PEERS on the same uint8 clips, batch by batch, rounds interleaved; JSON + PNG."""
+    import gc
+
+    import torch
+    from tqdm import tqdm
+
+    import squeezetime
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = [(n, f) for n, f in PEERS if args.rows is None or n in args.rows or n == "eager"]
+    batches = args.batch_sizes or [1, 8]
+    torch.manual_seed(0)
+    model = squeezetime.create_model(args.arch, widen_factor=args.widen_factor).eval()
+    threads = torch.get_num_threads()
+    results = {"config": {"arch": args.arch, "widen_factor": args.widen_factor, "size": args.size, "frames": 16,
+                          "input": "uint8 clips (N, 16, H, W, 3), normalisation inside every row",
+                          "rounds": args.rounds, "warmup": args.warmup, "paths": [n for n, _ in rows],
+                          "command": "squeezetime " + " ".join(sys.argv[1:])},
+               "machine": {"device": "cpu", **machine_info()}, "latency": {}, "setup_s": {}, "failed": {}}
+    total = len(batches) * len(rows) * (args.rounds + args.warmup)
+    with torch.inference_mode(), tqdm(total=total, desc="bench --peers", unit="call", file=sys.stderr) as bar:
+        for b in batches:
+            clips = torch.randint(0, 256, (b, 16, args.size, args.size, 3), dtype=torch.uint8,
+                                  generator=torch.Generator().manual_seed(b))
+            fns = {}
+            for name, factory in rows:
+                bar.set_postfix_str(f"batch {b}: {name} (build, warm-up)")
+                t0 = time.perf_counter()
+                try:
+                    with torch.inference_mode(False):  # exporters and compilers trace outside inference mode
+                        fns[name] = factory(model, threads)
+                    for _ in range(args.warmup):
+                        fns[name](clips)
+                        bar.update(1)
+                except Exception as e:  # noqa: BLE001 - a row that cannot run here is reported, not fatal
+                    results["failed"][f"{name}@{b}"] = f"{type(e).__name__}: {e}"
+                    print(f"bench --peers: {name} at batch {b} failed: {type(e).__name__}: {e}", file=sys.stderr)
+                    fns.pop(name, None)
+                results["setup_s"][f"{name}@{b}"] = time.perf_counter() - t0
+            times = {name: [] for name in fns}
+            for _ in range(args.rounds):
+                for name, fn in fns.items():
+                    bar.set_postfix_str(f"batch {b}: {name}")
+                    times[name].append(time_call(fn, clips))
+                    bar.update(1)
+            eager = statistics.median(times["eager"]) if times.get("eager") else None
+            results["latency"][str(b)] = {
+                name: {"median_ms": statistics.median(ts) * 1e3, "per_clip_ms": statistics.median(ts) * 1e3 / b,
+                       "clips_per_s": b / statistics.median(ts), "min_ms": min(ts) * 1e3,
+                       "speedup_vs_eager": (eager / statistics.median(ts)) if eager else None}
+                for name, ts in times.items()}
+            del fns
+            gc.collect()
+    results["config"]["paths"] = [n for n, _ in rows if all(n in lat for lat in results["latency"].values())]
+    os.makedirs(args.out, exist_ok=True)
+    json_path, png_path = os.path.join(args.out, "peers.json"), os.path.join(args.out, "peers.png")
+    with open(json_path, "w") as f:
+        json.dump(results, f, indent=2)
+    if all(lat.get("eager") for lat in results["latency"].values()):
+        plot({**results, "latency": {b: {n: lat[n] for n in results["config"]["paths"]}
+                                     for b, lat in results["latency"].items()}}, png_path)
+    print(json.dumps(results, indent=2))
+    print(f"wrote {json_path} and {png_path}", file=sys.stderr)
+    return 0 if not results["failed"] else 1
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
@@ -183,12 +364,15 @@ def run(args: argparse.Namespace) -> int:
     import squeezetime
     from squeezetime import ops
 
+    if args.peers:
+        return run_peers(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("error: --device cuda but no CUDA GPU", file=sys.stderr)
         return 2
     paths = args.paths or (CPU_PATHS if args.device == "cpu" else CUDA_PATHS)
+    args.batch_sizes = args.batch_sizes or [1]
     torch.manual_seed(0)
     model = squeezetime.create_model(args.arch, widen_factor=args.widen_factor).to(args.device)
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else (platform.processor() or platform.machine())
