@@ -83,3 +83,20 @@ def test_torchserve_under_perf_analyzer(binary, torchserve, tmp_path):
                               input_data=pa.torchserve_input(tmp_path / "in.json", body), requests_per_window=6,
                               max_trials=3), binary)
     assert row["service_kind"] == "torchserve" and row["requests_per_s"] > 0
+
+
+def test_bench_perf_writes_its_report(binary, tmp_path, served_model):
+    """The benchmark's plumbing at its smallest (one level, clip model only): JSON with the in-process
+    reference next to perf_analyzer's figures, and the PNG."""
+    import json
+
+    from squeezetime.serving.bench_perf import run_benchmark
+
+    report = run_benchmark(served_model, out=tmp_path, concurrencies=[1], requests_per_window=4,
+                           in_process_seconds=0.5, torchserve=False, video=False, threads=2)
+    saved = json.loads((tmp_path / "bench_perf.json").read_text())
+    assert saved["triton_clip"] == report["triton_clip"] and len(saved["triton_clip"]) == 1
+    row = saved["triton_clip"][0]
+    assert row["clips_per_s"] > 0 and row["adjacent_in_process_clips_per_s"] > 0
+    assert row["fraction_of_in_process"] == row["clips_per_s"] / row["adjacent_in_process_clips_per_s"]
+    assert (tmp_path / "bench_perf.png").stat().st_size > 10_000

@@ -5,7 +5,10 @@ Three series, each a list of concurrency levels:
 * ``triton_clip``: the ``squeezetime`` model (one random uint8 clip per request, Triton's dynamic batcher);
 * ``triton_video``: the ``squeezetime_video`` model with a real-length encoded video (10 s, 640x360, H.264)
   per request, decoded and sampled by the server;
-* ``torchserve_clip``: TorchServe with the same model archived, one ``.npy`` clip per request.
+* ``torchserve_clip``: TorchServe with the same model archived, one ``.npy`` clip per request;
+* ``budget``: the latency of a cheap video request alone, and while two clients keep sending 8K videos (over the
+  default pixel budget: each is refused, but only after it was uploaded and opened) - the decode budget's
+  promise that expensive videos do not hold up cheap ones (Python client: a latency, not a throughput).
 
 The reference is the same model in this process (``squeezetime.load(model).scores`` on full batches, the
 server's work per batch), measured right before each clip level (``adjacent``): the machine is shared and
@@ -33,6 +36,74 @@ def real_length_video(seed: int = 11) -> bytes:
 
     h, w = VIDEO_SIZE
     return make_video(seed % 8, seed=seed, num_frames=VIDEO_SECONDS * VIDEO_FPS, height=h, width=w)
+
+
+def over_budget_video(frames: int = 3) -> bytes:
+    """An 8K (7680x4320) H.264 video of noise, several MB: over the default max_pixels (4096x2304)."""
+    import io
+
+    import av
+
+    rng = np.random.default_rng(0)
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.height, stream.width, stream.pix_fmt = 4320, 7680, "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "35"}
+        for _ in range(frames):
+            noise = rng.integers(0, 256, (4320 // 8, 7680 // 8, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(noise, format="rgb24")))
+        out.mux(stream.encode())
+    return buf.getvalue()
+
+
+def bench_budget(grpc_url: str, *, rounds: int = 7) -> dict:
+    """Cheap request latency alone vs beside two clients sending over-budget (8K) videos back to back."""
+    import statistics
+    import threading
+    import time
+
+    from squeezetime.synthetic import make_video
+    from .triton.client import TritonClient, TritonRequestError, TritonUnavailable
+
+    cheap, big = make_video(1, seed=21), over_budget_video()
+    refusals: list[tuple[float, str]] = []
+    stop = threading.Event()
+
+    def timed(client, video) -> float:
+        t0 = time.perf_counter()
+        client.classify(video, views="1x1", topk=1)
+        return time.perf_counter() - t0
+
+    def flood(client):
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            try:
+                client.classify(big, views="10x3", topk=1)
+                refusals.append((time.perf_counter() - t0, "accepted"))
+            except (TritonRequestError, TritonUnavailable) as e:
+                refusals.append((time.perf_counter() - t0, str(e)[:160]))
+
+    with TritonClient(grpc_url, timeout=300) as client:
+        timed(client, cheap)  # connection, caches
+        alone = [timed(client, cheap) for _ in range(rounds)]
+        flooders = [TritonClient(grpc_url, timeout=300) for _ in range(2)]
+        threads = [threading.Thread(target=flood, args=(c,), daemon=True) for c in flooders]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        beside = [timed(client, cheap) for _ in range(rounds)]
+        stop.set()
+        for t in threads:
+            t.join(timeout=300)
+        for c in flooders:
+            c.close()
+    a, b = statistics.median(alone), statistics.median(beside)
+    return {"cheap_video": "demo clip 320x240, 1x1", "over_budget_video": f"8K H.264, {len(big)} bytes, 10x3",
+            "cheap_alone_s": alone, "cheap_beside_s": beside, "median_alone_s": a, "median_beside_s": b,
+            "beside_over_alone": b / a, "over_budget_requests": len(refusals),
+            "over_budget_median_s": statistics.median(r[0] for r in refusals) if refusals else None,
+            "over_budget_answer": refusals[0][1] if refusals else None}
 
 
 def _fraction(row: dict, adjacent: dict, clips_per_request: int = 1) -> dict:
@@ -68,6 +139,9 @@ def bench_triton(model, out: Path, classifier, *, concurrencies, max_batch_size,
             row = pa.measure(pa.Level("squeezetime_video", url, conc, input_data=video_input,
                                       requests_per_window=max(8, requests_per_window // 4)))
             results["triton_video"].append(row)
+            bar.update(1)
+        if video:
+            results["budget"] = bench_budget(server.grpc_url)
             bar.update(1)
     return results
 
@@ -112,7 +186,7 @@ def run_benchmark(model, *, out, concurrencies=(1, 2, 4, 8, 16), max_batch_size:
     out.mkdir(parents=True, exist_ok=True)
     threads = threads or (os.cpu_count() or 1)
     classifier = in_process_classifier(model, dtype, max_batch_size, threads)
-    levels = len(concurrencies) * (1 + bool(video) + bool(torchserve))
+    levels = len(concurrencies) * (1 + bool(video) + bool(torchserve)) + bool(video)
     report = {"model": model_name, "dtype": dtype, "max_batch_size": max_batch_size, "threads": threads,
               "client": f"perf_analyzer ({binary})", "backend": repr(classifier.backend),
               "video": {"seconds": VIDEO_SECONDS, "size": f"{VIDEO_SIZE[1]}x{VIDEO_SIZE[0]}", "views": "1x1"},
