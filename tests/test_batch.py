@@ -3,13 +3,10 @@ the local pipeline and through Ray Data on a real two-node Ray cluster started h
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -18,7 +15,6 @@ import pytest
 from squeezetime.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-RAY = Path(sys.executable).with_name("ray")
 BAD = ("corrupt.mp4", "empty.webm")
 
 
@@ -135,11 +131,11 @@ def test_usage_errors_exit_2(tmp_path, capsys):
 
 @pytest.mark.timeout(300)
 def test_sigterm_leaves_a_valid_file_and_the_rerun_finishes_it(corpus, tmp_path):
-    """40 entries (symlinks to the 8 good videos), one network call per video; SIGTERM after the first line."""
+    """24 entries (symlinks to the 8 good videos), one network call per video; SIGTERM after the first line."""
     links = tmp_path / "links"
     links.mkdir()
     good = [p for p, label in corpus[1].items() if label]
-    for i in range(40):
+    for i in range(24):
         (links / f"v{i:02d}{Path(good[i % 8]).suffix}").symlink_to(good[i % 8])
     out = tmp_path / "results.jsonl"
     command = [sys.executable, "-m", "squeezetime.cli", "batch", str(links), "--out", str(out), "--demo",
@@ -152,7 +148,7 @@ def test_sigterm_leaves_a_valid_file_and_the_rerun_finishes_it(corpus, tmp_path)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     interrupted = read_lines(out)
-    assert 1 <= len(interrupted) < 40 and "interrupted, rerun to resume" in err
+    assert 1 <= len(interrupted) < 24 and "interrupted, rerun to resume" in err
     assert batch(str(links), "--out", str(out), "--workers", "1") == 0
     records = read_lines(out)
     assert records[:len(interrupted)] == interrupted
@@ -160,66 +156,12 @@ def test_sigterm_leaves_a_valid_file_and_the_rerun_finishes_it(corpus, tmp_path)
 
 
 # -- Ray: a real two-node cluster on this machine -------------------------------------------------------------------
-class RayCluster:
-    """``ray start`` a head and a second node (one CPU each) on 127.0.0.1, in a private temp dir, with a private
-    auth token, no dashboard and no usage stats; ``stop`` ends exactly the processes of this cluster."""
-
-    def __init__(self):
-        from squeezetime.serving.ports import free_ports
-
-        self.temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must stay < 108 bytes
-        self.ports = free_ports(["gcs", "client", "dashboard", "agent_head", "agent_node"])
-        self.address = f"127.0.0.1:{self.ports['gcs']}"
-        token = Path(self.temp) / "auth_token"
-        token.write_text(secrets.token_hex(32))
-        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
-                    "RAY_AUTH_TOKEN_PATH": str(token)}
-
-    def start(self) -> None:
-        common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", f"--temp-dir={self.temp}",
-                  "--object-store-memory=200000000", "--disable-usage-stats"]
-        self._ray("start", "--head", f"--port={self.ports['gcs']}", "--include-dashboard=false",
-                  f"--dashboard-port={self.ports['dashboard']}", f"--ray-client-server-port={self.ports['client']}",
-                  f"--dashboard-agent-listen-port={self.ports['agent_head']}", *common)
-        self._ray("start", f"--address={self.address}", f"--dashboard-agent-listen-port={self.ports['agent_node']}",
-                  *common)
-
-    def _ray(self, *args: str) -> None:
-        done = subprocess.run([str(RAY), *args], env=self.env, capture_output=True, text=True, timeout=180)
-        assert done.returncode == 0, done.stdout + done.stderr
-
-    def processes(self) -> list:
-        """This cluster's processes: those naming its temp dir or GCS port, and their children."""
-        import psutil
-
-        found = {}
-        for p in psutil.process_iter(["cmdline", "status"]):
-            cmdline = " ".join(p.info["cmdline"] or [])
-            if p.info["status"] != psutil.STATUS_ZOMBIE and (self.temp in cmdline or f":{self.ports['gcs']}" in cmdline):
-                for q in [p, *p.children(recursive=True)]:
-                    found[q.pid] = q
-        return [p for p in found.values() if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-
-    def stop(self) -> list:
-        """Terminate this cluster's processes (never ``ray stop``, which ends every Ray on the machine)."""
-        import psutil
-
-        processes = self.processes()
-        for p in processes:
-            p.terminate()
-        _, alive = psutil.wait_procs(processes, timeout=20)
-        for p in alive:
-            p.kill()
-        psutil.wait_procs(alive, timeout=10)
-        left = self.processes()
-        shutil.rmtree(self.temp, ignore_errors=True)
-        return left
-
-
 @pytest.fixture(scope="module")
 def ray_cluster():
     pytest.importorskip("ray.data", reason="Ray Data is not installed (pip install 'squeezetime[ray]')")
-    cluster = RayCluster()
+    from squeezetime.batch.ray_cluster import LocalRayCluster
+
+    cluster = LocalRayCluster(nodes=2, cpus_per_node=1)
     try:
         cluster.start()
         yield cluster
@@ -245,7 +187,7 @@ def test_ray_on_a_two_node_cluster_writes_the_same_lines(corpus, local_run, ray_
     assert ray_nodes(ray_cluster) == 2  # one CPU each: the actor holds one, so decode tasks ran on the other
 
 
-def ray_nodes(cluster: RayCluster) -> int:
+def ray_nodes(cluster) -> int:
     """Alive nodes of the cluster, asked by a separate driver."""
     code = ("import ray; ray.init(address=%r, logging_level='ERROR');"
             "print(sum(n['Alive'] for n in ray.nodes()))" % cluster.address)

@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Iterable
 
 import numpy as np
@@ -87,7 +88,7 @@ def _pipeline(classifier, todo, pool, out, summary, bar, views, topk, batch_vide
         if in_flight and len(decoded) < batch_videos:  # the batch is not full yet: wait for a decoder
             done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
             for future in done:
-                path, clips, error = future.result()
+                path, clips, error = _result(future, done | in_flight)
                 if error is None:
                     decoded.append((path, clips))
                 else:
@@ -97,6 +98,14 @@ def _pipeline(classifier, todo, pool, out, summary, bar, views, topk, batch_vide
             continue
         batch, decoded = decoded[:batch_videos], decoded[batch_videos:]
         _classify(classifier, batch, out, summary, bar, topk)
+
+
+def _result(future: Future, in_flight: set[Future]):
+    try:
+        return future.result()
+    except BrokenProcessPool as e:  # a decoder died outright (a signal in FFmpeg, the OOM killer)
+        raise SqueezeTimeError(f"a decoding process died while {len(in_flight)} videos were being decoded; the "
+                               "results so far are kept, a rerun resumes (it may meet the same video again)") from e
 
 
 def _classify(classifier, batch, out, summary, bar, topk) -> None:

@@ -102,7 +102,7 @@ def run_ray(spec: ModelSpec, paths: list[str], out: ResultsFile, *, address: str
     (default: enough for one ``spec.batch_size`` backend batch).
     """
     import ray
-    from ray.data import ActorPoolStrategy, DataContext, TaskPoolStrategy
+    from ray.data import ActorPoolStrategy, TaskPoolStrategy
     from tqdm import tqdm
 
     decoder = spec.decoder()

@@ -38,7 +38,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..batch import ResultsFile, find_videos
+    from ..batch import ResultsFile, Summary, find_videos
 
     if args.ray is not None and not ray_available():
         print("error: --ray needs Ray Data: pip install 'squeezetime[ray]'", file=sys.stderr)
@@ -47,20 +47,23 @@ def run(args: argparse.Namespace) -> int:
     with ResultsFile(args.out) as out:
         todo = [p for p in paths if p not in out.done]
         earlier = [out.done[p] for p in paths if p in out.done]
-        summary = _run(args, todo, out) if todo else None
-    if summary is None:
-        from ..batch import Summary
-
-        summary = Summary()
+        summary = _run(args, todo, out) if todo else Summary()
     summary.skipped = len(earlier)
     summary.skipped_failed = sum("error" in r for r in earlier)
-    for record in earlier:
-        if "error" in record:
-            print(f"error: {record['error']} (from an earlier run)", file=sys.stderr)
+    report_errors(paths, out.done, set(todo))
     print(f"batch: {summary} -> {args.out}", file=sys.stderr)
     if summary.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_SOME_FAILED if summary.any_failed else EXIT_OK
+
+
+def report_errors(paths: list[str], done: dict[str, dict], this_run: set[str]) -> None:
+    """One ``error: PATH: reason`` line per failed video, as every subcommand does (after the progress bar)."""
+    for path in paths:
+        record = done.get(path)
+        if record is not None and "error" in record:
+            print(f"error: {record['error']}" + ("" if path in this_run else " (from an earlier run)"),
+                  file=sys.stderr)
 
 
 def _run(args: argparse.Namespace, todo: list[str], out):
