@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...], str]] = [
     ("export graph", ("squeezetime.export.graph", "squeezetime.export.exported_program", "squeezetime.export.onnx"),
      "serving graph, torch.export, ONNX"),
     ("backends", ("squeezetime.backends",), "tensor -> logits: eager, optimized, onnxruntime, openvino"),
-    ("classifier", ("squeezetime.classifier", "squeezetime.predict", "squeezetime"),
+    ("classifier", ("squeezetime.classifier", "squeezetime.predict", "squeezetime.timeline", "squeezetime"),
      "load(), Classifier: the one pipeline -> labels"),
     ("transports", ("squeezetime.serving", "squeezetime.export", "squeezetime.triton", "squeezetime.batch",
                     "squeezetime.quantize"),

@@ -176,6 +176,18 @@ class Classifier:
         flush()
         return results
 
+    # -- long videos -------------------------------------------------------------------------------------------
+    def timeline(self, video: VideoSource, stride: float = 1.0, topk: int = 5, batch_size: int | None = None, *,
+                 should_stop: Callable[[], bool] | None = None):
+        """Windows every ``stride`` seconds (one clip of the model's span each, centre crop), yielded as soon as
+        each is decoded and scored: a ``squeezetime.timeline.Timeline`` of ``Window(start, end, top, probs)``;
+        ``squeezetime.timeline.segments`` merges them. One sequential decode, memory independent of the length."""
+        from .timeline import Timeline
+
+        return Timeline(video, self.data_config, self.class_names, lambda clips: self.scores(clips).numpy(),
+                        stride=stride, topk=topk, batch_size=batch_size or self.batch_size, budget=self.budget,
+                        should_stop=should_stop)
+
 
 def load(source, *, backend: str = "auto", dtype=None, device=None, threads: int | None = None,
          batch_size: int = 8, arch: str | None = None, class_names: Sequence[str] | None = None,
@@ -196,6 +208,8 @@ def load(source, *, backend: str = "auto", dtype=None, device=None, threads: int
         if threads < 1:
             raise InputError(f"threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
+    if isinstance(source, (str, os.PathLike, bytes)) and is_int8_artifact(source):
+        return _load_int8(source, backend, dtype, device, batch_size, class_names, budget)
     if isinstance(source, SqueezeTime):
         model = source
     elif isinstance(source, str) and source == DEMO:
@@ -208,8 +222,6 @@ def load(source, *, backend: str = "auto", dtype=None, device=None, threads: int
                          f"{type(source).__name__}")
     if model.cls_head is None:
         raise InputError("this model has no classification head (features only); it cannot classify")
-    if isinstance(source, (str, os.PathLike, bytes)) and is_int8_artifact(source):
-        return _load_int8(source, backend, dtype, device, batch_size, class_names, budget)
     names = list(class_names) if class_names is not None else label_names(model)
     if len(names) != model.num_classes:
         raise InputError(f"{len(names)} class names for a head of {model.num_classes} classes")
@@ -218,7 +230,6 @@ def load(source, *, backend: str = "auto", dtype=None, device=None, threads: int
     return Classifier(engine, data_config, names, batch_size=batch_size, budget=budget, model=model)
 
 
-__all__ = ["ClipScores", "Classifier", "DEMO", "Prediction", "check_topk", "is_clips", "label_names", "load", "top_k"]
 def _load_int8(source, backend: str, dtype, device, batch_size: int, class_names, budget) -> Classifier:
     """An artifact of ``squeezetime quantize``: its own class names and DataConfig, served by the int8 backend."""
     from .backends.int8 import read_artifact
@@ -233,3 +244,4 @@ def _load_int8(source, backend: str, dtype, device, batch_size: int, class_names
     return Classifier(engine, artifact.data_config, names, batch_size=batch_size, budget=budget)
 
 
+__all__ = ["ClipScores", "Classifier", "DEMO", "Prediction", "check_topk", "is_clips", "label_names", "load", "top_k"]
