@@ -6,6 +6,8 @@
 TRITON_VENV  := $(VENV)-triton
 TRITON_STAMP := $(TRITON_VENV)/.installed
 TRITON_SERVER_REQUIREMENTS := nvidia-pytriton==0.7.0 "numpy<2" torch==2.13.0 av tqdm "opencv-python-headless<4.11"
+# The clip model serves `squeezetime quantize` artifacts with the int8 backend (OpenVINO; numpy 1.x works).
+TRITON_SERVER_REQUIREMENTS += openvino==2026.4.1
 
 .PHONY: triton-setup bench-serve
 triton-setup: $(TRITON_STAMP)

@@ -167,6 +167,17 @@ def quantize_ir(model, calibration: np.ndarray, image_size: int) -> tuple[bytes,
     return xml.read_bytes(), xml.with_suffix(".bin").read_bytes()
 
 
+def int8_peer(model, threads: int, calibration_clips: int = 16):
+    """``squeezetime bench --peers`` row "ours int8": ``model`` quantised on generated demo clips at its crop (no
+    gate: for speed only; cached like any quantisation) -> callable uint8 clips (N, T, H, W, 3) -> logits."""
+    from .synthetic.generator import make_dataset
+
+    size = model.data_config.view(model.data_config.default_views).crop_size
+    calibration, _ = make_dataset(calibration_clips, seed=20_000, num_frames=model.num_frames, size=size)
+    xml, weights = quantize_ir(model, calibration, size)
+    return Int8Backend(Int8Artifact({}, xml, weights), threads).logits
+
+
 # -- the gate -----------------------------------------------------------------------------------------------------
 def _top1(logits: torch.Tensor) -> torch.Tensor:
     return logits.argmax(dim=1)
@@ -258,4 +269,4 @@ def quantize(model, calibration_dir: str | os.PathLike, out: str | os.PathLike, 
 
 
 __all__ = ["DEFAULT_MIN_AGREEMENT", "GateError", "QuantizeError", "QuantizeReport", "SUFFIX", "find_videos", "gate",
-           "known_label", "quantize", "quantize_ir", "split_holdout"]
+           "int8_peer", "known_label", "quantize", "quantize_ir", "split_holdout"]

@@ -96,7 +96,7 @@ def test_committed_triton_repo_is_the_package_templates():
                                      "video_instances", "kind", "dtype", "num_threads", "max_queue_delay_us",
                                      "max_video_bytes", "backend", "max_pixels", "max_frames",
                                      "max_decode_seconds", "allow_still_images", "max_queue_size",
-                                     "queue_timeout_us", "decode_threads", "max_in_flight", "warmup"}
+                                     "queue_timeout_us", "decode_threads", "max_in_flight", "warmup", "checkpoint"}
     assert (ROOT / "triton_repo" / "README.md").is_file()
 
 

@@ -14,7 +14,8 @@ def register(sub) -> None:
                        "model-config.yaml (workers, batching, timeouts) and the class names. The worker "
                        "imports squeezetime from TorchServe's Python environment (install it there).")
     group = p.add_mutually_exclusive_group(required=True)
-    group.add_argument("--checkpoint", metavar="PATH", help="official or squeezetime checkpoint (.pth)")
+    group.add_argument("--checkpoint", metavar="PATH",
+                       help="official or squeezetime checkpoint (.pth), or an int8 artifact (squeezetime quantize)")
     group.add_argument("--demo", action="store_true", help="the embedded demo model (8 synthetic motions)")
     p.add_argument("--arch", default=None, help="named configuration (k400, k600, hmdb51); default: inferred")
     p.add_argument("--out", required=True, metavar="MODEL_STORE", help="directory that receives the .mar")

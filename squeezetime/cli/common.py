@@ -47,10 +47,13 @@ def load_model(args: argparse.Namespace):
 
 
 def load_classifier(args: argparse.Namespace):
-    """The ``Classifier`` the model options name (``--checkpoint`` or ``--demo``)."""
+    """The ``Classifier`` the model options name (``--checkpoint``, an int8 artifact included, or ``--demo``)."""
     import squeezetime
+    from ..backends.int8 import is_int8_artifact
 
-    return squeezetime.load(load_model(args), backend=getattr(args, "backend", "auto"),
+    checkpoint = getattr(args, "checkpoint", None)
+    source = checkpoint if checkpoint and is_int8_artifact(checkpoint) else load_model(args)
+    return squeezetime.load(source, backend=getattr(args, "backend", "auto"),
                             dtype=getattr(args, "dtype", None), device=getattr(args, "device", None),
                             threads=getattr(args, "threads", None))
 

@@ -16,7 +16,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("triton-repo", help="write a Triton model repository (squeezetime, squeezetime_video)")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", metavar="PATH", help="official or squeezetime checkpoint (.pth), or an int8 artifact of squeezetime quantize")
+    src.add_argument("--checkpoint", metavar="PATH",
+                       help="official or squeezetime checkpoint (.pth), or an int8 artifact (squeezetime quantize)")
     src.add_argument("--demo", action="store_true", help="the embedded demo model")
     p.add_argument("--arch", default=None, help="named configuration (default: inferred from the checkpoint)")
     p.add_argument("--out", required=True, help="repository directory to write")

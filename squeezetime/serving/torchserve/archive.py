@@ -3,7 +3,8 @@
 The archive holds:
 
 * ``model.pth``: the checkpoint re-saved by ``save_checkpoint`` (config and class names inside, so the
-  worker needs no ``--arch``); loaded with the package's safe loader, never unpickled blindly;
+  worker needs no ``--arch``); loaded with the package's safe loader, never unpickled blindly; or
+  ``model.int8.zip``: an int8 artifact of ``squeezetime quantize``, copied as it is (int8 backend);
 * ``squeezetime_handler.py``: the entry point (the handler code is in the installed package);
 * ``model-config.yaml``: workers, batching, timeouts and the handler's settings (views, top-k, limits);
 * ``index_to_name.json``: the class names; ``squeezetime_archive.json``: what built it.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,11 +29,13 @@ from pathlib import Path
 import squeezetime
 
 from ...backends import available_backends
+from ...backends.int8 import is_int8_artifact, read_artifact
 from ...errors import InputError, SqueezeTimeError
 from ...video import DEFAULT_BUDGET, DecodeBudget
 
 DEFAULT_MODEL_NAME = "squeezetime"
 ENTRY_FILE = "squeezetime_handler.py"
+INT8_FILE = "model.int8.zip"  # the serialized file when the checkpoint is an int8 artifact
 LEGACY_OPTIMIZE = {"auto": "auto", "on": "optimized", "off": "eager"}  # --optimize, before --backend
 
 
@@ -97,15 +101,47 @@ def _validate(opts: ArchiveOptions) -> None:
         raise InputError(f"backend must be one of {available_backends()}")
 
 
+class _ModelSource:
+    """A float model: re-saved as ``model.pth`` (save_checkpoint: config and class names inside)."""
+
+    def __init__(self, model):
+        if model.cls_head is None:
+            raise InputError("a backbone-only model (no classification head) cannot be served as a classifier")
+        self.model, self.data_config, self.config = model, model.data_config, model.config
+        self.class_names = list(model.class_names or [])
+
+    def write(self, stage: Path) -> Path:
+        squeezetime.save_checkpoint(self.model, stage / "model.pth")
+        return stage / "model.pth"
+
+
+class _Int8Source:
+    """An int8 artifact of ``squeezetime quantize``: copied as it is (the worker's load() recognises it)."""
+
+    def __init__(self, artifact, path, opts: ArchiveOptions):
+        if opts.backend not in ("auto", "int8"):
+            raise InputError(f"an int8 artifact is served by the int8 backend, not {opts.backend!a}")
+        self.path, self.data_config = path, artifact.data_config
+        self.config = artifact.meta.get("source", {}).get("model_config", {})
+        self.class_names = artifact.class_names
+
+    def write(self, stage: Path) -> Path:
+        shutil.copyfile(self.path, stage / INT8_FILE)
+        return stage / INT8_FILE
+
+
 def build_archive(out_dir: str | os.PathLike, *, checkpoint: str | os.PathLike | None = None,
                   arch: str | None = None, options: ArchiveOptions | None = None, force: bool = True) -> Path:
-    """Write ``<out_dir>/<model_name>.mar``; ``checkpoint=None`` archives the demo model. Returns its path."""
+    """Write ``<out_dir>/<model_name>.mar``; ``checkpoint=None`` archives the demo model, an int8 artifact is
+    archived as it is. Returns its path."""
     opts = options or ArchiveOptions()
     _validate(opts)
-    model = squeezetime.load_checkpoint(checkpoint, arch=arch) if checkpoint else squeezetime.demo_model()
-    if model.cls_head is None:
-        raise InputError("a backbone-only model (no classification head) cannot be served as a classifier")
-    model.data_config.view(opts.default_views)  # an unknown name is an InputError
+    if checkpoint and is_int8_artifact(checkpoint):
+        source = _Int8Source(read_artifact(checkpoint), checkpoint, opts)
+    else:
+        source = _ModelSource(squeezetime.load_checkpoint(checkpoint, arch=arch) if checkpoint
+                              else squeezetime.demo_model())
+    source.data_config.view(opts.default_views)  # an unknown name is an InputError
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     target = out / f"{opts.model_name}.mar"
@@ -113,19 +149,19 @@ def build_archive(out_dir: str | os.PathLike, *, checkpoint: str | os.PathLike |
         raise FileExistsError(f"{target} exists")
     with tempfile.TemporaryDirectory(prefix="squeezetime-mar-") as tmp:
         stage = Path(tmp)
-        squeezetime.save_checkpoint(model, stage / "model.pth")
+        serialized = source.write(stage)
         (stage / ENTRY_FILE).write_text(entry_source(), encoding="utf-8")
         (stage / "model-config.yaml").write_text(model_config_yaml(opts), encoding="utf-8")
-        names = list(model.class_names or [])
+        names = source.class_names
         (stage / "index_to_name.json").write_text(json.dumps({str(i): n for i, n in enumerate(names)}, indent=1))
         (stage / "squeezetime_archive.json").write_text(json.dumps({
             "squeezetime_version": squeezetime.__version__, "model_name": opts.model_name,
             "checkpoint": os.path.basename(os.fspath(checkpoint)) if checkpoint else "demo",
-            "config": model.config, "num_classes": len(names)}, indent=1, default=str))
+            "config": source.config, "num_classes": len(names)}, indent=1, default=str))
         cmd = [sys.executable, "-c", "import sys; from model_archiver.model_packaging import "
                "generate_model_archive as g; sys.exit(g())",
                "--model-name", opts.model_name, "--version", opts.version,
-               "--serialized-file", str(stage / "model.pth"), "--handler", str(stage / ENTRY_FILE),
+               "--serialized-file", str(serialized), "--handler", str(stage / ENTRY_FILE),
                "--extra-files", f"{stage / 'index_to_name.json'},{stage / 'squeezetime_archive.json'}",
                "--config-file", str(stage / "model-config.yaml"), "--export-path", str(out), "--force"]
         scratch = stage / "tmp"  # the archiver copies into TMPDIR/<model name>: private, so builds never collide

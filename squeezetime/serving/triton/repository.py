@@ -9,7 +9,8 @@ Layout (Triton's conventions)::
     repo/squeezetime/labels.txt            class names (label_filename of PROBS: Triton's classification extension)
     repo/squeezetime/data_config.json      frames, interval, views, mean/std (squeezetime.DataConfig)
     repo/squeezetime/1/model.py            -> squeezetime.serving.triton.backend.ClipModel
-    repo/squeezetime/1/model.pth           the weights (save_checkpoint format, loaded safely)
+    repo/squeezetime/1/model.pth           the weights (save_checkpoint format, loaded safely), or
+    repo/squeezetime/1/model.int8.zip      an int8 artifact of ``squeezetime quantize`` (--checkpoint FILE)
     repo/squeezetime_video/config.pbtxt    python backend, VIDEO [+ VIEWS, TOPK] -> LABELS, SCORES (BLS)
     repo/squeezetime_video/labels.txt
     repo/squeezetime_video/1/model.py      -> squeezetime.serving.triton.backend.VideoModel
@@ -28,6 +29,7 @@ from importlib import resources
 from pathlib import Path
 
 from ...backends import DTYPES, available_backends
+from ...backends.int8 import is_int8_artifact, read_artifact
 from ...errors import InputError
 from ...video import DEFAULT_BUDGET, DecodeBudget
 from ..requests import DEFAULT_MAX_VIDEO_BYTES
@@ -37,6 +39,7 @@ CLIP_MODEL = "squeezetime"
 VIDEO_MODEL = "squeezetime_video"
 MODELS = (CLIP_MODEL, VIDEO_MODEL)
 KINDS = {"cpu": "KIND_CPU", "gpu": "KIND_GPU"}
+INT8_FILE = "model.int8.zip"  # an artifact of `squeezetime quantize`, copied as it is
 
 
 @dataclass
@@ -88,7 +91,8 @@ def render_config(model: str, values: dict) -> str:
 
 def write_repository(out: str | os.PathLike, model=None, *, checkpoint: str | os.PathLike | None = None,
                      arch: str | None = None, options: RepoOptions | None = None, overwrite: bool = True) -> Path:
-    """Write the repository for ``model`` (a SqueezeTime) or ``checkpoint`` (loaded safely, then re-saved).
+    """Write the repository for ``model`` (a SqueezeTime) or ``checkpoint`` (loaded safely, then re-saved; an int8
+    artifact of ``squeezetime quantize`` is copied as it is and served by the int8 backend).
 
     Returns the repository path. Existing model directories of ours under ``out`` are replaced.
     """
@@ -97,17 +101,26 @@ def write_repository(out: str | os.PathLike, model=None, *, checkpoint: str | os
 
     options = options or RepoOptions()
     options.validate()
-    if model is None:
-        if checkpoint is None:
-            raise InputError("give a model or a checkpoint")
-        model = squeezetime.load_checkpoint(checkpoint, arch=arch)
-    if model.cls_head is None:
-        raise InputError("this model has no classification head; Triton serving needs class scores")
-    names = label_names(model)
+    int8 = model is None and checkpoint is not None and is_int8_artifact(checkpoint)
+    if int8:  # `squeezetime quantize` output: served as it is, by the int8 backend
+        artifact = read_artifact(checkpoint)
+        if options.backend not in ("auto", "int8") or options.dtype != "float32":
+            raise InputError("an int8 artifact is served by the int8 backend in its own precision "
+                             "(backend auto or int8, dtype float32)")
+        names, data_config = artifact.class_names, artifact.data_config
+    else:
+        if model is None:
+            if checkpoint is None:
+                raise InputError("give a model or a checkpoint")
+            model = squeezetime.load_checkpoint(checkpoint, arch=arch)
+        if model.cls_head is None:
+            raise InputError("this model has no classification head; Triton serving needs class scores")
+        names = label_names(model)
+        data_config = model.data_config or squeezetime.DataConfig.for_model_config(model.config)
     if any("\n" in n or not n.strip() for n in names):
         raise InputError("class names must be non-empty single lines")
-    data_config = model.data_config or squeezetime.DataConfig.for_model_config(model.config)
-    values = dict(max_batch_size=options.max_batch_size, num_frames=data_config.num_frames,
+    weights = INT8_FILE if int8 else "model.pth"
+    values = dict(checkpoint=weights, max_batch_size=options.max_batch_size, num_frames=data_config.num_frames,
                   crop_size=data_config.crop_size,
                   num_classes=len(names), instances=options.instances, video_instances=options.video_instances,
                   kind=KINDS[options.kind], dtype=options.dtype, num_threads=options.num_threads,
@@ -131,7 +144,10 @@ def write_repository(out: str | os.PathLike, model=None, *, checkpoint: str | os
         shutil.copyfile(template_dir() / name / "1" / "model.py", target / "1" / "model.py")
         (target / LABELS_FILE).write_text("".join(n + "\n" for n in names), encoding="utf-8")
         (target / DATA_CONFIG_FILE).write_text(json.dumps(data_config.to_dict(), indent=1), encoding="utf-8")
-    squeezetime.save_checkpoint(model, out / CLIP_MODEL / "1" / "model.pth")
+    if int8:
+        shutil.copyfile(checkpoint, out / CLIP_MODEL / "1" / weights)
+    else:
+        squeezetime.save_checkpoint(model, out / CLIP_MODEL / "1" / weights)
     return out
 
 
