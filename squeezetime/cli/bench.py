@@ -195,6 +195,12 @@ def _ours(backend: str, dtype: str | None = None):
     return factory
 
 
+def _ours_int8(model, threads):
+    from ..quantize import int8_peer  # squeezetime quantize's engine (OpenVINO + NNCF), 16 generated clips, no gate
+
+    return int8_peer(model, threads)
+
+
 def _torch_eager(model, threads):
     import torch
 
@@ -265,6 +271,7 @@ PEERS: list[tuple[str, object]] = [
     ("ours openvino fp32", _ours("openvino")),
     ("ours openvino bf16", _ours("openvino", "bfloat16")),
     ("ours auto fp32", _ours("auto")),
+    ("ours int8", _ours_int8),  # also what "openvino int8" would be: NNCF on the same OpenVINO model
 ]
 
 
