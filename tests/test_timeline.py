@@ -280,3 +280,84 @@ def test_cli_errors(capsys, tmp_path):
     with pytest.raises(SystemExit) as stop:
         run_cli(capsys, "timeline", str(bad), "--demo", "--json", "--csv")
     assert stop.value.code == 2
+
+
+# -- Triton: squeezetime_timeline streams the windows over gRPC ------------------------------------------------
+@pytest.fixture(scope="module")
+def triton(tmp_path_factory):
+    from _triton_support import model_for_tests, require_tritonserver, running
+
+    from squeezetime.serving.triton import RepoOptions, TritonServer, write_repository
+
+    require_tritonserver()
+    repo = write_repository(tmp_path_factory.mktemp("timeline_repo"), model_for_tests(),
+                            options=RepoOptions(max_batch_size=8, num_threads=2, decode_threads=2))
+    with running(TritonServer(repo, start_timeout=240)) as server:
+        yield server
+
+
+def clip_model_inferences(client) -> int:
+    stats = client.client.get_inference_statistics("squeezetime", as_json=True, client_timeout=60)
+    return int(stats["model_stats"][0].get("inference_count", 0))
+
+
+def cancelled_count(metrics_url: str) -> float:
+    import urllib.request
+
+    with urllib.request.urlopen(metrics_url, timeout=30) as r:
+        text = r.read().decode()
+    key = 'squeezetime_rejections_total{model="squeezetime_timeline",reason="cancelled"}'
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(key))
+
+
+def test_triton_streams_the_same_windows_as_classifier_timeline(triton, path_video, capsys):
+    from _triton_support import model_for_tests
+
+    from squeezetime.triton import TritonClient
+
+    expected = list(squeezetime.load(model_for_tests()).timeline(path_video, stride=STRIDE, topk=3))
+    with TritonClient(triton.grpc_url, timeout=120) as client:
+        served = list(client.timeline(path_video, stride=STRIDE, topk=3))
+    assert len(served) == len(expected)
+    for got, want in zip(served, expected):
+        assert got.start == pytest.approx(want.start, abs=1e-5) and got.end == pytest.approx(want.end, abs=1e-5)
+        assert [label for label, _ in got.top] == [label for label, _ in want.top]
+        np.testing.assert_allclose([p for _, p in got.top], [p for _, p in want.top], atol=1e-4)
+
+    from squeezetime.cli import main
+
+    assert main(["client", "--url", triton.grpc_url, "--timeline", path_video, "--stride", str(STRIDE),
+                 "--topk", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [s["label"] for s in result["segments"]] == [s["label"] for s in segments(expected)]
+
+
+def test_triton_timeline_refuses_bad_requests(triton):
+    from squeezetime.triton import TritonClient, TritonRequestError
+
+    with TritonClient(triton.grpc_url, timeout=120) as client:
+        with pytest.raises(TritonRequestError, match="not a readable video"):
+            list(client.timeline(b"garbage" * 100))
+        with pytest.raises(TritonRequestError, match="STRIDE"):
+            list(client.timeline(make_video(0, seed=1), stride=-1))
+
+
+def test_a_cancelled_stream_stops_the_server_work(triton, path_video):
+    from squeezetime.triton import TritonClient
+
+    windows = (500 - SPAN) // 5 + 1  # stride 0.2 s: 88 windows if it ran to the end
+    with TritonClient(triton.grpc_url, timeout=120) as client:
+        before, cancelled = clip_model_inferences(client), cancelled_count(triton.metrics_url)
+        stream = client.timeline(path_video, stride=0.2, topk=1)
+        first = next(stream)
+        stream.close()  # stop_stream(cancel_requests=True)
+        assert first.start == 0
+        deadline = time.monotonic() + 60
+        while cancelled_count(triton.metrics_url) < cancelled + 1:  # the server saw the cancel and stopped
+            assert time.monotonic() < deadline, "the server never stopped the cancelled timeline"
+            time.sleep(0.2)
+        done = clip_model_inferences(client) - before
+        time.sleep(2.0)
+        assert clip_model_inferences(client) - before == done < windows
+        # and it serves the next request
+        assert len(list(client.timeline(make_video(3, seed=2), stride=1.0, topk=1))) == 1

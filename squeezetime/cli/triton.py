@@ -7,6 +7,7 @@ import sys
 import tempfile
 
 from .common import EXIT_USAGE, classify_videos, positive_int
+from .timeline import positive_seconds
 
 
 def register(sub) -> None:
@@ -65,7 +66,11 @@ def register(sub) -> None:
     p.add_argument("--topk", type=positive_int, default=5)
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     p.add_argument("--json", action="store_true", help="one JSON object per video on stdout")
-    p.set_defaults(func=run_client)
+    p.add_argument("--timeline", action="store_true",
+                   help="stream the timeline of VIDEO (squeezetime_timeline): one line per window as it comes")
+    p.add_argument("--stride", type=positive_seconds, default=1.0,
+                   help="--timeline: seconds between windows (default 1)")
+    p.set_defaults(func=run_client, csv=False, plot=None)
 
 
 def run_repo(args: argparse.Namespace) -> int:
@@ -83,7 +88,7 @@ def run_repo(args: argparse.Namespace) -> int:
     except squeezetime.SqueezeTimeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"wrote Triton model repository {out} (models: squeezetime, squeezetime_video)")
+    print(f"wrote Triton model repository {out} (models: squeezetime, squeezetime_video, squeezetime_timeline)")
     print(f"serve it: squeezetime serve --repo {out}   (or: tritonserver --model-repository {out})")
     return 0
 
@@ -123,7 +128,8 @@ def run_serve(args: argparse.Namespace) -> int:
                       + ", ".join(server.stale_removed), file=sys.stderr, flush=True)
             print(f"ready: gRPC {server.grpc_url}  HTTP http://{server.http_url}  metrics {server.metrics_url}",
                   flush=True)
-            print(f"models: squeezetime (CLIP), squeezetime_video (VIDEO); log: {server.log_path}; Ctrl-C stops",
+            print("models: squeezetime (CLIP), squeezetime_video (VIDEO), squeezetime_timeline (VIDEO, streamed); "
+                  f"log: {server.log_path}; Ctrl-C stops",
                   flush=True)
             code = server.wait()
             print(f"tritonserver exited on its own with status {code}\n{server.log_tail()}", file=sys.stderr)
@@ -156,8 +162,26 @@ def run_client(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     with client:
+        if args.timeline:
+            return client_timeline(args, client)
         return classify_videos(args.videos, lambda path: client.classify(path, views=args.views, topk=args.topk),
                                args.json, fatal=(TritonUnavailable,))
+
+
+def client_timeline(args: argparse.Namespace, client) -> int:
+    """``client --timeline``: each VIDEO's windows as the server streams them (``squeezetime timeline``'s output)."""
+    from ..triton import TritonUnavailable
+    from .timeline import show_timeline
+
+    status = 0
+    for video in args.videos:
+        args.video = video
+        code = show_timeline(args, lambda: client.timeline(video, stride=args.stride, topk=args.topk),
+                             fatal=(TritonUnavailable,))
+        if code == EXIT_USAGE:
+            return code
+        status = max(status, code)
+    return status
 
 
 __all__ = ["register"]

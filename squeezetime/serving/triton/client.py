@@ -3,6 +3,8 @@
     client = TritonClient("127.0.0.1:8001")
     client.classify("video.mp4", views="1x1", topk=5)      # [(label, probability), ...] as squeezetime.predict
     client.classify_clips(clips)                            # uint8 (N, 16, 224, 224, 3) -> ClipScores(logits, probs)
+    for window in client.timeline("long.mp4", stride=1.0):  # streamed: squeezetime.timeline.Window each
+        ...
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ...errors import InputError, SqueezeTimeError, VideoError
-from .repository import CLIP_MODEL, VIDEO_MODEL
+from .repository import CLIP_MODEL, TIMELINE_MODEL, VIDEO_MODEL
 
 
 class TritonUnavailable(SqueezeTimeError, ConnectionError):
@@ -46,7 +48,7 @@ class TritonClient:
     """
 
     def __init__(self, url: str = "127.0.0.1:8001", *, timeout: float = 60.0, clip_model: str = CLIP_MODEL,
-                 video_model: str = VIDEO_MODEL, verbose: bool = False):
+                 video_model: str = VIDEO_MODEL, timeline_model: str = TIMELINE_MODEL, verbose: bool = False):
         try:
             import tritonclient.grpc as grpcclient
         except ImportError as e:
@@ -56,6 +58,7 @@ class TritonClient:
         self.timeout = timeout
         self.clip_model = clip_model
         self.video_model = video_model
+        self.timeline_model = timeline_model
         self.client = grpcclient.InferenceServerClient(url, verbose=verbose)
         self._max_batch: int | None = None
 
@@ -194,6 +197,50 @@ class TritonClient:
                                      self._grpc.InferRequestedOutput("SCORES")], client_timeout=self.timeout)
         return self.parse_video_result(result)
 
+    # -- timelines (gRPC streaming) ---------------------------------------------------------------------------
+    def timeline(self, video, stride: float = 1.0, topk: int = 5):
+        """A video file (path or bytes) -> its windows, each yielded as soon as the server streams it:
+        ``squeezetime.timeline.Window(start, end, top, probs)`` (``probs``: the top-k scores only). Leaving the loop
+        early (or closing the generator) cancels the request: the server stops decoding and scoring it."""
+        import queue
+
+        from ...timeline import Window
+
+        inputs = self.video_inputs(video, views=None, topk=topk)
+        inputs.append(self._grpc.InferInput("STRIDE", [1, 1], "FP32"))
+        inputs[-1].set_data_from_numpy(np.array([[stride]], dtype=np.float32))
+        name = os.fspath(video) if isinstance(video, (str, os.PathLike)) else "<bytes>"
+        answers: queue.Queue = queue.Queue()
+        client = self._grpc.InferenceServerClient(self.url)  # one stream per client object: a private one
+        finished = False
+        try:
+            client.start_stream(callback=lambda result, error: answers.put((result, error)))
+            self._call(name, client.async_stream_infer, self.timeline_model, inputs,
+                       request_id=uuid.uuid4().hex, enable_empty_final_response=True)
+            while True:
+                try:
+                    result, error = answers.get(timeout=self.timeout)
+                except queue.Empty:
+                    raise TritonUnavailable(f"Triton at {self.url}: no window of {name} within {self.timeout:g} s")
+                if error is not None:
+                    self._call(name, _raise, error)
+                response = result.get_response()
+                if response.outputs:
+                    labels = [bytes(x).decode("utf-8") for x in result.as_numpy("LABELS").reshape(-1)]
+                    scores = result.as_numpy("SCORES").reshape(-1).astype(np.float32)
+                    yield Window(float(result.as_numpy("START").reshape(-1)[0]),
+                                 float(result.as_numpy("END").reshape(-1)[0]),
+                                 [(label, float(p)) for label, p in zip(labels, scores)], scores)
+                if response.parameters.get("triton_final_response") and \
+                        response.parameters["triton_final_response"].bool_param:
+                    finished = True
+                    return
+        finally:
+            try:
+                client.stop_stream(cancel_requests=not finished)
+            finally:
+                client.close()
+
     # -- statistics ---------------------------------------------------------------------------------------------
     def batch_sizes(self, model: str | None = None) -> dict[int, int]:
         """{batch size: executions} from the server's statistics (dynamic batching at work when sizes > 1)."""
@@ -214,6 +261,10 @@ class TritonClient:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _raise(error: Exception):
+    raise error
 
 
 def _read_video(video) -> bytes:

@@ -14,6 +14,7 @@ Layout (Triton's conventions)::
     repo/squeezetime_video/config.pbtxt    python backend, VIDEO [+ VIEWS, TOPK] -> LABELS, SCORES (BLS)
     repo/squeezetime_video/labels.txt
     repo/squeezetime_video/1/model.py      -> squeezetime.serving.triton.backend.VideoModel
+    repo/squeezetime_timeline/...          decoupled, VIDEO [+ STRIDE, TOPK] -> one response per window (BLS)
 
 The templates ship inside the package (``squeezetime/serving/triton/templates``); the project's
 ``triton_repo/`` links to them. A Torch-TensorRT ``tensorrt_plan`` model joins as another entry of ``MODELS``.
@@ -37,7 +38,8 @@ from .backend import DATA_CONFIG_FILE, LABELS_FILE
 
 CLIP_MODEL = "squeezetime"
 VIDEO_MODEL = "squeezetime_video"
-MODELS = (CLIP_MODEL, VIDEO_MODEL)
+TIMELINE_MODEL = "squeezetime_timeline"  # decoupled: one streamed response per window (timeline_model.py)
+MODELS = (CLIP_MODEL, VIDEO_MODEL, TIMELINE_MODEL)
 KINDS = {"cpu": "KIND_CPU", "gpu": "KIND_GPU"}
 INT8_FILE = "model.int8.zip"  # an artifact of `squeezetime quantize`, copied as it is
 
@@ -159,5 +161,5 @@ def parse_config(path: str | os.PathLike):
     return text_format.Parse(Path(path).read_text(encoding="utf-8"), model_config_pb2.ModelConfig())
 
 
-__all__ = ["CLIP_MODEL", "KINDS", "MODELS", "RepoOptions", "VIDEO_MODEL", "parse_config", "render_config",
-           "template_dir", "write_repository"]
+__all__ = ["CLIP_MODEL", "KINDS", "MODELS", "RepoOptions", "TIMELINE_MODEL", "VIDEO_MODEL", "parse_config",
+           "render_config", "template_dir", "write_repository"]
