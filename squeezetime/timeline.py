@@ -32,7 +32,7 @@ _END = object()
 _POLL_SECONDS = 0.1  # how often a blocked decode thread looks whether the timeline was closed
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # probs is an array: windows compare by identity
 class Window:
     start: float          # seconds from the video's first frame
     end: float
