@@ -32,6 +32,15 @@ GOLDEN_REL_L2 = 1e-5
 GOLDEN_CENTRED_REL_L2 = 1e-3
 
 
+@pytest.fixture(scope="session", autouse=True)
+def engine_cache_of_the_session(tmp_path_factory):
+    """The onnxruntime/openvino backends' conversions go to a cache of this test session, not ~/.cache: what
+    backend="auto" picks depends on what that cache holds (squeezetime.backends.auto)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SQUEEZETIME_CACHE", str(tmp_path_factory.mktemp("squeezetime_cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
     if not (REFERENCE / "cases.json").exists():

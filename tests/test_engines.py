@@ -9,7 +9,7 @@ import torch
 
 import squeezetime
 from squeezetime.backends import BackendError, engine_cache
-from squeezetime.backends.auto import auto_order, cpu_has_native_bf16
+from squeezetime.backends.auto import auto_order, cpu_flags, cpu_has_native_bf16
 
 from conftest import GOLDEN_CENTRED_REL_L2, GOLDEN_REL_L2, centred_relative_l2, relative_l2
 
@@ -101,13 +101,29 @@ def test_engines_refuse_what_they_cannot_run(backend, dtype, device, message):
 
 def test_auto_rule():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert auto_order(cpu, torch.float32) == (["optimized", "openvino", "onnxruntime", "eager"], torch.float32)
+    measured = (["optimized", "onnxruntime", "openvino", "eager"] if "avx512f" in cpu_flags()
+                else ["onnxruntime", "openvino", "optimized", "eager"])
+    assert auto_order(cpu, torch.float32) == (measured, torch.float32)
     assert auto_order(cuda, torch.float16) == (["optimized", "eager"], torch.float16)
     order, dtype = auto_order(cpu, torch.bfloat16)
     if cpu_has_native_bf16():
         assert (order[0], dtype) == ("openvino", torch.bfloat16)
     else:  # emulated bf16 is slower than float32: auto serves float32
-        assert (order, dtype) == (auto_order(cpu, torch.float32)[0], torch.float32)
+        assert (order, dtype) == (measured, torch.float32)
+
+
+@pytest.mark.timeout(900)
+def test_auto_serves_an_engine_only_once_it_is_converted(golden, tmp_path, monkeypatch):
+    checkpoint, frames, expected = golden
+    fastest = auto_order(torch.device("cpu"), torch.float32)[0][0]
+    squeezetime.load(checkpoint, backend="onnxruntime")  # in the module's cache (converted once for the module)
+    squeezetime.load(checkpoint, backend="openvino")
+    c = squeezetime.load(checkpoint)
+    assert c.backend.name == fastest
+    assert relative_l2(c.infer(frames[:1]).logits, expected[:1]) <= GOLDEN_REL_L2
+    monkeypatch.setenv(engine_cache.CACHE_ENV, str(tmp_path))  # empty cache: auto never converts
+    assert squeezetime.load(checkpoint).backend.name == "optimized"
+    assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.skipif(cpu_has_native_bf16(), reason="checks the float32 fallback of a CPU without bf16")
@@ -141,18 +157,20 @@ def _raising(*args):
     ("wrong", "give wrong numbers"),
     ("raises", "fail under torch"),
 ])
-def test_onednn_self_test_refuses_optimized_and_auto_falls_back(monkeypatch, golden, caplog, breakage, message):
+def test_onednn_self_test_refuses_optimized_and_auto_falls_back(monkeypatch, tmp_path, golden, caplog, breakage,
+                                                                message):
     if breakage == "wrong":
         monkeypatch.setattr(torch.ops.mkldnn, "_convolution_pointwise",
                             _WrongConvolution(torch.ops.mkldnn._convolution_pointwise))
     else:
         monkeypatch.setattr(torch.ops.mkldnn, "_reorder_convolution_weight", _raising)
     checkpoint, frames, expected = golden
+    monkeypatch.setenv(engine_cache.CACHE_ENV, str(tmp_path))  # no converted engine: auto starts at optimized
     with pytest.raises(BackendError, match=message):
         squeezetime.load(checkpoint, backend="optimized")
     with caplog.at_level(logging.WARNING, logger="squeezetime"):
-        c = squeezetime.load(checkpoint)  # auto: the next backend of its rule
-    assert c.backend.name == auto_order(torch.device("cpu"), torch.float32)[0][1]
+        c = squeezetime.load(checkpoint)  # auto: the next backend of its rule that is ready
+    assert c.backend.name == "eager"
     warnings = [r.getMessage() for r in caplog.records if r.name == "squeezetime" and r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "optimized failed to build" in warnings[0] and message in warnings[0]
     assert relative_l2(c.infer(frames).logits, expected) <= GOLDEN_REL_L2

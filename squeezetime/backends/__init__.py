@@ -118,11 +118,12 @@ def resolve_device(device, model=None) -> torch.device:
 
 def _auto(model, device: torch.device, dtype: torch.dtype) -> Backend:
     """The first backend of ``auto.auto_order`` that builds (one warning per one that does not)."""
-    from .auto import auto_order
+    from .auto import ENGINES, auto_order, engine_ready
 
     order, dtype = auto_order(device, dtype)
     if "optimized" in order and not _extension_for(device):  # squeezetime.ops has said once why
         order.remove("optimized")
+    order = [b for b in order if b not in ENGINES or engine_ready(b, model)]  # never converts (auto_order says why)
     for i, candidate in enumerate(order):
         try:
             return BUILDERS[candidate](model, device, dtype)

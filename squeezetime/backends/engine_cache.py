@@ -64,6 +64,10 @@ def cache_key(model: torch.nn.Module, mean, std, image_size: int, **extra) -> st
     return hashlib.blake2b(repr(sorted(parts.items())).encode(), digest_size=12).hexdigest()
 
 
+def is_cached(kind: str, key: str, filename: str) -> bool:
+    return (cache_root() / kind / key / filename).is_file()
+
+
 def cached(kind: str, key: str, filename: str, write: Callable[[Path], None]) -> tuple[Path, bool]:
     """``<root>/<kind>/<key>/<filename>``, written by ``write(folder)`` when absent. Returns (path, was cached)."""
     entry = cache_root() / kind / key

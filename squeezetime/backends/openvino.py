@@ -39,14 +39,22 @@ def native_bf16(core) -> bool:
     return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
+def _ir_key(model, image_size: int) -> str:
+    # the IR holds float32 weights whatever the dtype (compress_to_fp16=False): one IR serves float32 and bfloat16,
+    # the precision is chosen at compile time (and keys OpenVINO's own compiled-blob cache)
+    dc = model.data_config
+    return engine_cache.cache_key(model, dc.mean, dc.std, image_size, openvino=engine_cache.package_version("openvino"))
+
+
+def ir_cached(model, image_size: int) -> bool:
+    return engine_cache.is_cached("openvino", _ir_key(model, image_size), "model.xml")
+
+
 def ir_file(model, image_size: int) -> tuple[Path, bool]:
     """The cached OpenVINO IR of ``model`` at ``image_size`` (path to model.xml, whether it was already there)."""
     import openvino as ov
 
-    dc = model.data_config
-    # the IR holds float32 weights whatever the dtype (compress_to_fp16=False): one IR serves float32 and bfloat16,
-    # the precision is chosen at compile time (and keys OpenVINO's own compiled-blob cache)
-    key = engine_cache.cache_key(model, dc.mean, dc.std, image_size, openvino=ov.__version__)
+    key = _ir_key(model, image_size)
 
     def write(folder: Path) -> None:
         onnx_path, _ = onnx_file(model, image_size)
