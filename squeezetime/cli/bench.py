@@ -202,8 +202,6 @@ def _ours_int8(model, threads):
 
 
 def _torch_eager(model, threads):
-    import torch
-
     from squeezetime.preprocess import normalize_clip
 
     return lambda clips: model(normalize_clip(clips))
@@ -232,8 +230,6 @@ def _onnx_path(model):
 
 
 def _onnxruntime_peer(model, threads):
-    import torch
-
     from squeezetime.export.onnx import onnx_session, run_onnxruntime
 
     session = onnx_session(_onnx_path(model), threads=threads)
