@@ -61,6 +61,7 @@ def video_path(directory: str, seconds: int, size: str, gop: str) -> str:
     """The generated video (made once; the name says what it is)."""
     from ..video.generate import make_test_video
 
+    os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, f"h264_{seconds}s_{size}_{gop}.mp4")
     if not os.path.exists(path):
         width, height = SIZES[size]
@@ -111,13 +112,14 @@ def time_methods(path: str, views: str, repeats: int) -> dict:
 
 
 PEAK_PROBE = """
-import json, resource, sys
+import json, sys
 from squeezetime.video.views import _sample_clips_full_decode, sample_clips
 sample = {"old": _sample_clips_full_decode, "new": sample_clips}[sys.argv[2]]
 clips = sample(sys.argv[1], sys.argv[3])
-print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "clips_mb": clips.nbytes / 2**20}))
+peak = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"peak_rss_mb": int(peak.split()[1]) / 1024, "clips_mb": clips.nbytes / 2**20}))
 """
+# VmHWM, not getrusage's ru_maxrss: Linux carries the parent's peak into a child over fork + exec.
 
 
 def peak_memory(path: str, method: str, views: str) -> dict:
