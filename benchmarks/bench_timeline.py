@@ -28,7 +28,6 @@ sys.path.insert(0, str(ROOT))
 import squeezetime  # noqa: E402
 from squeezetime.synthetic import random_motion, render  # noqa: E402
 from squeezetime.synthetic.generator import _pose  # noqa: E402
-from squeezetime.video import VIEWS  # noqa: E402
 from squeezetime.video.stream import window_clips  # noqa: E402
 
 FPS = 25

@@ -78,7 +78,8 @@ class TimelineModel:
         self.decode_threads = max(1, int(params.get("decode_threads", "2") or 2))
         self.metrics = _recorder(args["model_name"])
         # One timeline per decode thread; the others wait here, then in Triton's queue (max_queue_size).
-        self.slots = threading.BoundedSemaphore(self.decode_threads)
+        self.slots = threading.BoundedSemaphore(min(self.decode_threads,
+                                                    int(params.get("max_in_flight", "0") or 0) or self.decode_threads))
         self.admission_timeout = 2 * self.classifier.budget.max_seconds + 60.0
         self.pool = DecodePool(self.decode_threads, name="squeezetime-timeline")
         _log("info", f"squeezetime_timeline: windows of {data_config.num_frames}x{data_config.frame_interval} "
