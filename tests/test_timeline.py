@@ -244,7 +244,11 @@ def test_cli_json_and_plot(capsys, tmp_path, path_video, path_windows):
         assert got["start"] == pytest.approx(expected.start) and got["end"] == pytest.approx(expected.end)
         assert [label for label, _ in got["top"]] == [label for label, _ in expected.top]
         np.testing.assert_allclose([p for _, p in got["top"]], [p for _, p in expected.top], atol=1e-5)
-    assert result["segments"] == json.loads(json.dumps(segments(path_windows)))
+    expected_segments = segments(path_windows)  # scores: float32 sums, batched differently in the CLI run
+    assert [(g["start"], g["end"], g["label"]) for g in result["segments"]] == \
+           [(e["start"], e["end"], e["label"]) for e in expected_segments]
+    np.testing.assert_allclose([g["score"] for g in result["segments"]], [e["score"] for e in expected_segments],
+                               atol=1e-5)
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -58,6 +57,8 @@ def resize_short_side(frame: np.ndarray, short_side: int) -> np.ndarray:
     size = resized_shape(h, w, short_side)
     if size == (h, w):
         return frame
+    import cv2  # here, not at import: environments that never decode (TensorRT, export venvs) lack OpenCV
+
     return cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
 
 
