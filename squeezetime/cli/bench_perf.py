@@ -18,6 +18,8 @@ def register(sub) -> None:
     p.add_argument("--concurrency", default="1,2,4,8,16", help="comma-separated levels (default 1,2,4,8,16)")
     p.add_argument("--max-batch-size", type=int, default=8, help="Triton's dynamic batch (and TorchServe's batch)")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    p.add_argument("--backend", default="optimized", help="backend of the servers and the in-process reference alike "
+                   "(default optimized; auto may pick differently in the servers' environments)")
     p.add_argument("--requests-per-window", type=int, default=40, help="perf_analyzer count window")
     p.add_argument("--in-process-seconds", type=float, default=4.0)
     p.add_argument("--no-torchserve", action="store_true")
@@ -42,6 +44,6 @@ def run(args: argparse.Namespace) -> int:
                            dtype=args.dtype, in_process_seconds=args.in_process_seconds,
                            requests_per_window=args.requests_per_window, torchserve=not args.no_torchserve,
                            torchserve_batch_size=args.max_batch_size, video=not args.no_video,
-                           checkpoint=args.checkpoint, model_name=args.checkpoint or "demo")
+                           checkpoint=args.checkpoint, model_name=args.checkpoint or "demo", backend=args.backend)
     print(json.dumps(report, indent=2))
     return EXIT_OK

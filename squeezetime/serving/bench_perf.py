@@ -10,8 +10,9 @@ Three series, each a list of concurrency levels:
   default pixel budget: each is refused, but only after it was uploaded and opened) - the decode budget's
   promise that expensive videos do not hold up cheap ones (Python client: a latency, not a throughput).
 
-The reference is the same model in this process (``squeezetime.load(model).scores`` on full batches, the
-server's work per batch), measured right before each clip level (``adjacent``): the machine is shared and
+The reference is the same model and backend in this process (``squeezetime.load(model, backend=...).scores``
+on full batches, the server's work per batch; the backend is named explicitly on both sides, because what
+``auto`` picks depends on each environment's engines and disk cache), measured right before each clip level (``adjacent``): the machine is shared and
 its speed drifts, so each served level is compared with the in-process speed of the same minutes.
 """
 from __future__ import annotations
@@ -119,12 +120,12 @@ def _clip_shape(data_config) -> str:
 
 
 def bench_triton(model, out: Path, classifier, *, concurrencies, max_batch_size, threads, dtype, in_process_seconds,
-                 video: bool, requests_per_window: int, bar) -> dict:
+                 video: bool, requests_per_window: int, bar, backend: str) -> dict:
     from .triton.repository import RepoOptions, write_repository
     from .triton.server import TritonServer
 
     repo = write_repository(out / "triton_repo", model, options=RepoOptions(
-        max_batch_size=max_batch_size, num_threads=threads, dtype=dtype))
+        max_batch_size=max_batch_size, num_threads=threads, dtype=dtype, backend=backend))
     video_input = pa.triton_bytes_input(out / "video_input.json", {"VIDEO": real_length_video()})
     results = {"triton_clip": [], "triton_video": []}
     with TritonServer(repo, log_path=out / "tritonserver.log") as server:
@@ -147,7 +148,7 @@ def bench_triton(model, out: Path, classifier, *, concurrencies, max_batch_size,
 
 
 def bench_torchserve(out: Path, classifier, *, concurrencies, batch_size, threads, in_process_seconds,
-                     requests_per_window: int, bar, checkpoint=None) -> list[dict]:
+                     requests_per_window: int, bar, backend: str, checkpoint=None) -> list[dict]:
     from .torchserve import server
     from .torchserve.archive import ArchiveOptions, build_archive
     from .torchserve.client import encode_npy
@@ -158,7 +159,8 @@ def bench_torchserve(out: Path, classifier, *, concurrencies, batch_size, thread
     body.write_bytes(encode_npy(clip))
     data = pa.torchserve_input(out / "torchserve_input.json", body)
     store, run_dir = out / "model_store", out / "torchserve_run"
-    mar = build_archive(store, checkpoint=checkpoint, options=ArchiveOptions(batch_size=batch_size, threads=threads))
+    mar = build_archive(store, checkpoint=checkpoint, options=ArchiveOptions(batch_size=batch_size, threads=threads,
+                                                                             backend=backend))
     info = server.start(store, run_dir=run_dir, ports=server.free_ports(), timeout=300)
     rows = []
     try:
@@ -177,7 +179,7 @@ def bench_torchserve(out: Path, classifier, *, concurrencies, batch_size, thread
 def run_benchmark(model, *, out, concurrencies=(1, 2, 4, 8, 16), max_batch_size: int = 8, dtype: str = "float32",
                   threads: int = 0, in_process_seconds: float = 4.0, requests_per_window: int = 40,
                   torchserve: bool = True, torchserve_batch_size: int = 8, video: bool = True,
-                  checkpoint=None, model_name: str = "model") -> dict:
+                  checkpoint=None, model_name: str = "model", backend: str = "optimized") -> dict:
     """Measure, write ``bench_perf.json`` and ``bench_perf.png`` into ``out``, return the report."""
     from tqdm import tqdm
 
@@ -185,7 +187,7 @@ def run_benchmark(model, *, out, concurrencies=(1, 2, 4, 8, 16), max_batch_size:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     threads = threads or (os.cpu_count() or 1)
-    classifier = in_process_classifier(model, dtype, max_batch_size, threads)
+    classifier = in_process_classifier(model, dtype, max_batch_size, threads, backend)
     levels = len(concurrencies) * (1 + bool(video) + bool(torchserve)) + bool(video)
     report = {"model": model_name, "dtype": dtype, "max_batch_size": max_batch_size, "threads": threads,
               "client": f"perf_analyzer ({binary})", "backend": repr(classifier.backend),
@@ -195,12 +197,12 @@ def run_benchmark(model, *, out, concurrencies=(1, 2, 4, 8, 16), max_batch_size:
     with tqdm(total=levels, desc="bench-perf", unit="level", file=sys.stderr) as bar:
         report.update(bench_triton(model, out, classifier, concurrencies=concurrencies, max_batch_size=max_batch_size,
                                    threads=threads, dtype=dtype, in_process_seconds=in_process_seconds, video=video,
-                                   requests_per_window=requests_per_window, bar=bar))
+                                   requests_per_window=requests_per_window, bar=bar, backend=backend))
         if torchserve:
             report["torchserve_clip"] = bench_torchserve(
                 out, classifier, concurrencies=concurrencies, batch_size=torchserve_batch_size, threads=threads,
                 in_process_seconds=in_process_seconds, requests_per_window=requests_per_window, bar=bar,
-                checkpoint=checkpoint)
+                backend=backend, checkpoint=checkpoint)
     report["machine"]["load_average_at_end"] = os.getloadavg()
     (out / "bench_perf.json").write_text(json.dumps(report, indent=2))
     plot(report, out / "bench_perf.png")

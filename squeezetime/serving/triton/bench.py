@@ -24,13 +24,14 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
-def in_process_classifier(model, dtype: str, batch: int, threads: int):
-    """What the served clip model runs: ``squeezetime.load(model, dtype=...)`` (default backend)."""
+def in_process_classifier(model, dtype: str, batch: int, threads: int, backend: str = "auto"):
+    """What the served clip model runs: ``squeezetime.load(model, backend=..., dtype=...)``."""
     import copy
 
     import squeezetime
 
-    return squeezetime.load(copy.deepcopy(model).eval(), dtype=dtype, batch_size=batch, threads=threads)
+    return squeezetime.load(copy.deepcopy(model).eval(), backend=backend, dtype=dtype, batch_size=batch,
+                            threads=threads)
 
 
 def in_process_throughput(classifier, batch: int, seconds: float) -> dict:
@@ -88,7 +89,7 @@ def _run_load(concurrency: int, requests: int, send, clips_per_request: int, pro
 def run_benchmark(model, *, out: str | os.PathLike, concurrencies=(1, 4, 8, 16), requests_per_level: int = 48,
                   video_requests_per_level: int = 32, views: str = "1x1", dtype: str = "float32",
                   max_batch_size: int = 8, in_process_seconds: float = 10.0, shared_memory: bool = False,
-                  threads: int = 0, model_name: str = "model") -> dict:
+                  threads: int = 0, model_name: str = "model", backend: str = "optimized") -> dict:
     """Start a server on a fresh repository for ``model``, measure, stop it. Writes bench_serve.json/.png."""
     from tqdm import tqdm
 
@@ -100,9 +101,10 @@ def run_benchmark(model, *, out: str | os.PathLike, concurrencies=(1, 4, 8, 16),
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     threads = threads or (os.cpu_count() or 1)
+    # the same backend on both sides, named: what auto picks depends on each environment's engines and cache
     repo = write_repository(out / "repo", model, options=RepoOptions(max_batch_size=max_batch_size, dtype=dtype,
-                                                                     num_threads=threads))
-    classifier = in_process_classifier(model, dtype, max_batch_size, threads)
+                                                                     num_threads=threads, backend=backend))
+    classifier = in_process_classifier(model, dtype, max_batch_size, threads, backend)
     d = classifier.data_config
     clip = np.random.default_rng(1).integers(0, 256, (1, d.num_frames, d.crop_size, d.crop_size, 3), dtype=np.uint8)
     videos = [make_video(k % 8, seed=700_000 + k, container=("mp4", "avi", "webm", "mkv")[k % 4]) for k in range(8)]
