@@ -188,3 +188,20 @@ def test_bench_command_writes_json_and_png(tmp_path):
     assert row["eager"]["speedup_vs_eager"] == pytest.approx(1.0)
     assert all(r["median_ms"] > 0 and r["clips_per_s"] > 0 for r in row.values())
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_peers_writes_json_and_png(tmp_path):
+    """`bench --peers` at its smallest: eager (always the reference) and two of our rows, interleaved."""
+    import json
+
+    from squeezetime.cli import main
+
+    out = tmp_path / "peers"
+    assert main(["bench", "--peers", "--widen-factor", "0.125", "--size", "64", "--rounds", "2", "--warmup", "1",
+                 "--batch-sizes", "1", "--rows", "ours eager", "ours optimized fp32", "--out", str(out)]) == 0
+    results = json.loads((out / "peers.json").read_text())
+    row = results["latency"]["1"]
+    assert set(row) == {"eager", "ours eager", "ours optimized fp32"}
+    assert row["eager"]["speedup_vs_eager"] == pytest.approx(1.0)
+    assert all(r["median_ms"] > 0 and r["per_clip_ms"] == r["median_ms"] for r in row.values())
+    assert (out / "peers.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -96,6 +96,17 @@ def build_path(name: str, model, example, device: str):
     raise ValueError(name)
 
 
+def latency_summary(times: dict[str, list[float]], batch: int) -> dict:
+    """Seconds per call of each path -> medians, per-clip figures and the ratio to eager (when measured)."""
+    eager = statistics.median(times["eager"]) if times.get("eager") else None
+    out = {}
+    for name, ts in times.items():
+        median = statistics.median(ts)
+        out[name] = {"median_ms": median * 1e3, "per_clip_ms": median * 1e3 / batch, "clips_per_s": batch / median,
+                     "min_ms": min(ts) * 1e3, "speedup_vs_eager": (eager / median) if eager else None}
+    return out
+
+
 def time_call(fn, *args, device="cpu") -> float:
     _sync(device)
     t0 = time.perf_counter()
@@ -339,12 +350,7 @@ def run_peers(args: argparse.Namespace) -> int:
                     bar.set_postfix_str(f"batch {b}: {name}")
                     times[name].append(time_call(fn, clips))
                     bar.update(1)
-            eager = statistics.median(times["eager"]) if times.get("eager") else None
-            results["latency"][str(b)] = {
-                name: {"median_ms": statistics.median(ts) * 1e3, "per_clip_ms": statistics.median(ts) * 1e3 / b,
-                       "clips_per_s": b / statistics.median(ts), "min_ms": min(ts) * 1e3,
-                       "speedup_vs_eager": (eager / statistics.median(ts)) if eager else None}
-                for name, ts in times.items()}
+            results["latency"][str(b)] = latency_summary(times, b)
             del fns
             gc.collect()
     results["config"]["paths"] = [n for n, _ in rows if all(n in lat for lat in results["latency"].values())]
@@ -405,12 +411,7 @@ def run(args: argparse.Namespace) -> int:
                     bar.set_postfix_str(f"batch {b}: {name}")
                     times[name].append(time_call(fns[name], x, device=args.device))
                     bar.update(1)
-            eager = statistics.median(times["eager"]) if "eager" in times else None
-            results["latency"][str(b)] = {
-                name: {"median_ms": statistics.median(ts) * 1e3, "per_clip_ms": statistics.median(ts) * 1e3 / b,
-                       "clips_per_s": b / statistics.median(ts), "min_ms": min(ts) * 1e3,
-                       "speedup_vs_eager": (eager / statistics.median(ts)) if eager else None}
-                for name, ts in times.items()}
+            results["latency"][str(b)] = latency_summary(times, b)
             del fns
     if not args.no_micro:
         results["micro"] = micro_benchmarks(args.device, args.rounds)

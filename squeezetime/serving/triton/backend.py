@@ -91,6 +91,18 @@ def _single(request, name: str):
     return array.reshape(-1)[0]
 
 
+def video_field(request, limits: RequestLimits) -> bytes:
+    """A request's ``VIDEO`` (one encoded video file, BYTES) as bytes, within ``max_video_bytes``."""
+    video = _single(request, "VIDEO")
+    if video is None:
+        raise RequestError("input VIDEO is missing")
+    if not isinstance(video, (bytes, np.bytes_)):
+        raise RequestError(f"VIDEO must be BYTES (an encoded video file), got {type(video).__name__}")
+    data = bytes(video)
+    check_video_size(len(data), limits)
+    return data
+
+
 class TritonMetrics(m.Recorder):
     """``squeezetime.serving.metrics`` through the python backend's custom metrics (``pb_utils.MetricFamily``), on
     Triton's metrics endpoint. Labels: ``model`` (and ``stage`` / ``reason``). Metrics never fail a request: an
@@ -376,15 +388,9 @@ class VideoModel:
     # -- execute: read each request, hand it to the event loop, return ----------------------------------------
     def read(self, request, received: float) -> VideoJob:
         """Validate one request's fields (not its video) -> a VideoJob holding copies of what it needs."""
-        video = _single(request, "VIDEO")
-        if video is None:
-            raise RequestError("input VIDEO is missing")
-        if not isinstance(video, (bytes, np.bytes_)):
-            raise RequestError(f"VIDEO must be BYTES (an encoded video file), got {type(video).__name__}")
+        data = video_field(request, self.limits)
         views = parse_views(_single(request, "VIEWS"), self.classifier, self.default_views, field="VIEWS")
         topk = parse_topk(_single(request, "TOPK"), self.default_topk, field="TOPK")
-        data = bytes(video)
-        check_video_size(len(data), self.limits)
         return VideoJob(data, views, topk, request.get_response_sender(), received)
 
     def execute(self, requests):

@@ -24,10 +24,9 @@ import numpy as np
 from ...errors import SqueezeTimeError
 from ...video.decode import DecodeCancelled
 from .. import metrics as m
-from ..requests import DEFAULT_MAX_VIDEO_BYTES, RequestError, RequestLimits, check_video_size, decode_budget, \
-    parse_topk
+from ..requests import DEFAULT_MAX_VIDEO_BYTES, RequestError, RequestLimits, decode_budget, parse_topk
 from .backend import (DATA_CONFIG_FILE, ERROR_CODES, LABELS_FILE, CancelCheck, DecodePool, _error, _log, _pb,
-                      _recorder, _single, parameters, read_labels)
+                      _recorder, _single, parameters, read_labels, video_field)
 
 
 @dataclass
@@ -87,15 +86,9 @@ class TimelineModel:
                      f"{self.decode_threads} decode threads, {self.classifier.budget}")
 
     def read(self, request, received: float) -> TimelineJob:
-        video = _single(request, "VIDEO")
-        if video is None:
-            raise RequestError("input VIDEO is missing")
-        if not isinstance(video, (bytes, np.bytes_)):
-            raise RequestError(f"VIDEO must be BYTES (an encoded video file), got {type(video).__name__}")
+        data = video_field(request, self.limits)
         stride = parse_stride(_single(request, "STRIDE"), self.default_stride)
         topk = parse_topk(_single(request, "TOPK"), self.default_topk, field="TOPK")
-        data = bytes(video)
-        check_video_size(len(data), self.limits)
         return TimelineJob(data, stride, topk, request.get_response_sender(), received)
 
     def execute(self, requests):
