@@ -254,10 +254,17 @@ def test_torchserve_metrics_move(torchserve_prometheus, demo_videos):
                 _post(info, b"\xff\xfe" * 500), _post(info, video, {"X-SqueezeTime-Views": "7x7"})]
     assert statuses == [200, 200, 400, 400]
     model = {"ModelName": "squeezetime"}
-    after = wait_until(url, lambda s: total(s, "squeezetime_requests_total", **model)
-                       >= total(before, "squeezetime_requests_total", **model) + 4
-                       and total(s, "squeezetime_stage_seconds_count", stage="total", **model)
-                       >= total(before, "squeezetime_stage_seconds_count", stage="total", **model) + 4)
+    # every counter checked below, with what it must reach: TorchServe's frontend turns each metric line of
+    # the worker into its counters on its own time, so each one is waited for, not only the first ones
+    expected = [("squeezetime_requests_total", model, 4),
+                ("squeezetime_rejections_total", {"reason": "undecodable", **model}, 1),
+                ("squeezetime_rejections_total", {"reason": "invalid_request", **model}, 1),
+                ("squeezetime_clips_total", model, 1 + 30),
+                ("squeezetime_stage_seconds_count", {"stage": "decode", **model}, 3),  # 2 videos + garbage
+                ("squeezetime_stage_seconds_count", {"stage": "inference", **model}, 2),
+                ("squeezetime_stage_seconds_count", {"stage": "total", **model}, 4)]
+    after = wait_until(url, lambda s: all(total(s, name, **labels) >= total(before, name, **labels) + n
+                                          for name, labels, n in expected))
 
     def delta(name, **labels):
         return total(after, name, **labels) - total(before, name, **labels)
