@@ -13,6 +13,7 @@ import shutil
 import statistics
 import subprocess
 import threading
+from contextlib import contextmanager
 import time
 
 import numpy as np
@@ -92,16 +93,20 @@ def clip_request(grpcclient, clips):
     return [inp]
 
 
-def test_triton_full_queue_is_unavailable_at_once(small_queue_triton):
+@contextmanager
+def clip_senders(server, n: int):
+    """``n`` gRPC clients connected to ``server`` (before any burst: a burst measures the server, not channel
+    set-up), each with one zero clip; yields (call(i) -> (outcome, detail), alone() -> rows of one more clip's
+    PROBS, sent after the burst); always closed."""
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 
     clips = np.zeros((1, 16, 224, 224, 3), np.uint8)
-    clients = [grpcclient.InferenceServerClient(small_queue_triton.grpc_url) for _ in range(BURST)]
+    clients = [grpcclient.InferenceServerClient(server.grpc_url) for _ in range(n)]
     try:
-        for c in clients:  # connected before the burst: the burst measures the server, not channel set-up
+        for c in clients:
             assert c.is_model_ready("squeezetime", client_timeout=30)
-        inputs = [clip_request(grpcclient, clips) for _ in range(BURST)]
+        inputs = [clip_request(grpcclient, clips) for _ in range(n)]
 
         def call(i):
             try:
@@ -110,14 +115,21 @@ def test_triton_full_queue_is_unavailable_at_once(small_queue_triton):
             except InferenceServerException as e:
                 return str(e.status()), e.message() or ""
 
-        results = burst(call)
-        check_overload(results, "ok", "StatusCode.UNAVAILABLE", "queue")
-        # and the server is fine: a normal request afterwards
-        out = clients[0].infer("squeezetime", clip_request(grpcclient, clips), client_timeout=120)
-        assert out.as_numpy("PROBS").shape[0] == 1
+        def alone():
+            out = clients[0].infer("squeezetime", clip_request(grpcclient, clips), client_timeout=120)
+            return out.as_numpy("PROBS").shape[0]
+
+        yield call, alone
     finally:
         for c in clients:
             c.close()
+
+
+def test_triton_full_queue_is_unavailable_at_once(small_queue_triton):
+    with clip_senders(small_queue_triton, BURST) as (call, alone):
+        results = burst(call)
+        check_overload(results, "ok", "StatusCode.UNAVAILABLE", "queue")
+        assert alone() == 1  # and the server is fine: a normal request afterwards
 
 
 def test_triton_has_no_request_size_flag(tmp_path):
@@ -163,24 +175,8 @@ def test_triton_queue_timeout_rejects_requests_that_waited_too_long(queue_timeou
     timeout (the network takes tens of ms per clip here): they are answered UNAVAILABLE instead of running
     late. (A per-request ``timeout`` from tritonclient 2.7x was not applied by this 2.51 server: the model's
     configured timeout is what bounds the wait.)"""
-    import tritonclient.grpc as grpcclient
-    from tritonclient.utils import InferenceServerException
-
-    clips = np.zeros((1, 16, 224, 224, 3), np.uint8)
     n = QUEUE + 1
-    clients = [grpcclient.InferenceServerClient(queue_timeout_triton.grpc_url) for _ in range(n)]
-    try:
-        for c in clients:
-            assert c.is_model_ready("squeezetime", client_timeout=30)
-        inputs = [clip_request(grpcclient, clips) for _ in range(n)]
-
-        def call(i):
-            try:
-                clients[i].infer("squeezetime", inputs[i], client_timeout=120)
-                return "ok", ""
-            except InferenceServerException as e:
-                return str(e.status()), e.message() or ""
-
+    with clip_senders(queue_timeout_triton, n) as (call, alone):
         for _ in range(5):  # a burst whose requests happen not to overlap proves nothing: try again
             results = burst(call, n)
             if any(r[0] != "ok" for r in results):
@@ -189,11 +185,7 @@ def test_triton_queue_timeout_rejects_requests_that_waited_too_long(queue_timeou
         assert timed_out, f"no request timed out in the queue: {results}"
         assert all(r[0] == "StatusCode.UNAVAILABLE" and "timeout" in r[2].lower() for r in timed_out), timed_out
         assert any(r[0] == "ok" for r in results), results  # the one that ran first was not touched
-        out = clients[0].infer("squeezetime", clip_request(grpcclient, clips), client_timeout=120)
-        assert out.as_numpy("PROBS").shape[0] == 1  # alone, a request is served
-    finally:
-        for c in clients:
-            c.close()
+        assert alone() == 1  # alone, a request is served
 
 # -- TorchServe: job queue (job_queue_size) ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
