@@ -199,6 +199,7 @@ setup(
         "serving/triton/templates/**/*.py",
         "serving/torchserve/config.properties",
         "serving/torchserve/metrics.yaml",
+        "serving/torchserve/log4j2.xml",
         "serving/torchserve/squeezetime_handler.py",
         "py.typed",
     ]},

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import urllib.request
 from pathlib import Path
 
@@ -133,6 +134,23 @@ def test_eight_concurrent_requests_are_batched(torchserve, rest, demo_videos, de
     log = (Path(torchserve.log_dir) / "model_log.log").read_text()
     logged = [int(line.split("requests=")[1].split()[0]) for line in log.splitlines() if "SQUEEZETIME_BATCH" in line]
     assert max(logged) > 1
+
+
+def test_logs_are_sized_for_serving(torchserve, rest, one_per_class):  # noqa: F811
+    """The packaged log4j2.xml is in force: per-request DEBUG chatter (TorchServe's default, ~30 lines a request,
+    copied to stdout) is off; one access-log line per request and the worker's batch line stay."""
+    logs = Path(torchserve.log_dir)
+    before = len((logs / "access_log.log").read_text().splitlines())
+    for path, _ in one_per_class[:3]:
+        assert rest.predict_raw(path, topk=1)[0] == 200
+    deadline = time.monotonic() + 10  # log4j flushes on its own thread
+    while len((logs / "access_log.log").read_text().splitlines()) < before + 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len((logs / "access_log.log").read_text().splitlines()) >= before + 3
+    ts_log = (logs / "ts_log.log").read_text()
+    assert "[DEBUG]" not in ts_log and "Sending response for jobId" not in ts_log and "result=[METRICS]" not in ts_log
+    assert "SQUEEZETIME_BATCH" in (logs / "model_log.log").read_text()
+    assert "[INFO ]" not in (logs / "console.log").read_text()
 
 
 BAD = {

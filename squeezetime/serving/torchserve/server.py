@@ -113,6 +113,12 @@ def metrics_config_path() -> str:
     return str(resources.files(__package__).joinpath("metrics.yaml"))
 
 
+def log_config_path() -> str:
+    """TorchServe's logging for serving (log4j2.xml beside this module): INFO and up, one access line per request,
+    no per-request DEBUG chatter and no second copy on stdout (TorchServe's default logs ~30 lines a request)."""
+    return str(resources.files(__package__).joinpath("log4j2.xml"))
+
+
 def template_text() -> str:
     return resources.files(__package__).joinpath("config.properties").read_text(encoding="utf-8")
 
@@ -271,7 +277,8 @@ def start(model_store: str | os.PathLike, *, models: dict[str, str] | None = Non
     if java_home:
         env["JAVA_HOME"] = java_home
     cmd = [sys.executable, "-c", LAUNCHER, "--start", "--foreground", "--ncs", "--ts-config", str(config),
-           "--model-store", str(store), "--models", *(f"{n}={m}" for n, m in serve.items())]
+           "--model-store", str(store), "--log-config", log_config_path(),
+           "--models", *(f"{n}={m}" for n, m in serve.items())]
     if not token_auth:
         cmd.append("--disable-token-auth")
     if enable_model_api:
