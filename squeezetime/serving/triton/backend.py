@@ -319,31 +319,40 @@ class CancelCheck:
         return self.cancelled
 
 
+def read_video_settings(model, args: dict, default_decode_threads: int) -> dict[str, str]:
+    """What the video and timeline models read from their config alike, set on ``model``: a decode-only
+    ``classifier`` (data config, labels, budget), ``clip_model``/``clip_batch`` (the BLS target), ``limits``,
+    ``default_topk``, ``decode_threads``, ``admission_timeout``, ``metrics``. Returns the parameters."""
+    import torch
+
+    from squeezetime import Classifier, DataConfig
+
+    config = json.loads(args["model_config"])
+    params = parameters(config)
+    model_dir = Path(args["model_repository"])
+    torch.set_num_threads(int(params.get("num_threads", "1") or 1))
+    data_config = DataConfig.from_dict(json.loads((model_dir / DATA_CONFIG_FILE).read_text(encoding="utf-8")))
+    model.classifier = Classifier(None, data_config, read_labels(model_dir / params.get("labels", LABELS_FILE)),
+                                  budget=decode_budget(params))
+    model.clip_model = params.get("clip_model", "squeezetime")
+    model.clip_batch = max(1, int(params.get("clip_max_batch_size", "8")))
+    model.limits = RequestLimits(max_video_bytes=int(params.get("max_video_bytes", DEFAULT_MAX_VIDEO_BYTES)))
+    model.default_topk = int(params.get("default_topk", "5"))
+    model.decode_threads = max(1, int(params.get("decode_threads", "0") or 0) or default_decode_threads)
+    # a request waits for a decode slot at most this long (then UNAVAILABLE): twice the decode budget, plus slack
+    model.admission_timeout = 2 * model.classifier.budget.max_seconds + 60.0
+    model.metrics = _recorder(args["model_name"])
+    return params
+
+
 class VideoModel:
     """``squeezetime_video``: decodes each video (thread pool), scores its clips in ``squeezetime`` (BLS),
     summarises, answers each request through its response sender as soon as it is done."""
 
     def initialize(self, args: dict) -> None:
-        import torch
-
-        from squeezetime import Classifier, DataConfig
-
-        config = json.loads(args["model_config"])
-        params = parameters(config)
-        model_dir = Path(args["model_repository"])
-        torch.set_num_threads(int(params.get("num_threads", "1") or 1))
-        data_config = DataConfig.from_dict(json.loads((model_dir / DATA_CONFIG_FILE).read_text(encoding="utf-8")))
-        self.classifier = Classifier(None, data_config, read_labels(model_dir / params.get("labels", LABELS_FILE)),
-                                     budget=decode_budget(params))
-        self.clip_model = params.get("clip_model", "squeezetime")
-        self.clip_batch = max(1, int(params.get("clip_max_batch_size", "8")))
-        self.limits = RequestLimits(max_video_bytes=int(params.get("max_video_bytes", DEFAULT_MAX_VIDEO_BYTES)))
-        self.default_views = params.get("default_views") or data_config.default_views
-        self.default_topk = int(params.get("default_topk", "5"))
-        self.decode_threads = max(1, int(params.get("decode_threads", "4") or 4))
+        params = read_video_settings(self, args, default_decode_threads=4)
+        self.default_views = params.get("default_views") or self.classifier.data_config.default_views
         self.max_in_flight = max(1, int(params.get("max_in_flight", "0") or 0) or 2 * self.decode_threads)
-        self.admission_timeout = 2 * self.classifier.budget.max_seconds + 60.0
-        self.metrics = _recorder(args["model_name"])
         self.slots = threading.BoundedSemaphore(self.max_in_flight)
         self.pool = DecodePool(self.decode_threads)
         # The model's own event loop: BLS calls (async_exec runs each in the loop's default executor, blocking for

@@ -17,16 +17,15 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from ...errors import SqueezeTimeError
 from ...video.decode import DecodeCancelled
 from .. import metrics as m
-from ..requests import DEFAULT_MAX_VIDEO_BYTES, RequestError, RequestLimits, decode_budget, parse_topk
-from .backend import (DATA_CONFIG_FILE, ERROR_CODES, LABELS_FILE, CancelCheck, DecodePool, _error, _log, _pb,
-                      _recorder, _single, parameters, read_labels, video_field)
+from ..requests import RequestError, parse_topk
+from .backend import (ERROR_CODES, CancelCheck, DecodePool, _error, _log, _pb, _single, read_video_settings,
+                      video_field)
 
 
 @dataclass
@@ -55,31 +54,15 @@ class TimelineModel:
     """``squeezetime_timeline``; see the module docstring."""
 
     def initialize(self, args: dict) -> None:
-        import torch
-
-        from squeezetime import Classifier, DataConfig
-
-        config = json.loads(args["model_config"])
-        if not _pb().using_decoupled_model_transaction_policy(config):
+        if not _pb().using_decoupled_model_transaction_policy(json.loads(args["model_config"])):
             raise ValueError("squeezetime_timeline streams one response per window: it needs "
                              "model_transaction_policy { decoupled: true }")
-        params = parameters(config)
-        model_dir = Path(args["model_repository"])
-        torch.set_num_threads(int(params.get("num_threads", "1") or 1))
-        data_config = DataConfig.from_dict(json.loads((model_dir / DATA_CONFIG_FILE).read_text(encoding="utf-8")))
-        self.classifier = Classifier(None, data_config, read_labels(model_dir / params.get("labels", LABELS_FILE)),
-                                     budget=decode_budget(params))
-        self.clip_model = params.get("clip_model", "squeezetime")
-        self.clip_batch = max(1, int(params.get("clip_max_batch_size", "8")))
-        self.limits = RequestLimits(max_video_bytes=int(params.get("max_video_bytes", DEFAULT_MAX_VIDEO_BYTES)))
+        params = read_video_settings(self, args, default_decode_threads=2)
+        data_config = self.classifier.data_config
         self.default_stride = parse_stride(params.get("default_stride") or "1", 1.0)
-        self.default_topk = int(params.get("default_topk", "5"))
-        self.decode_threads = max(1, int(params.get("decode_threads", "2") or 2))
-        self.metrics = _recorder(args["model_name"])
         # One timeline per decode thread; the others wait here, then in Triton's queue (max_queue_size).
         self.slots = threading.BoundedSemaphore(min(self.decode_threads,
                                                     int(params.get("max_in_flight", "0") or 0) or self.decode_threads))
-        self.admission_timeout = 2 * self.classifier.budget.max_seconds + 60.0
         self.pool = DecodePool(self.decode_threads, name="squeezetime-timeline")
         _log("info", f"squeezetime_timeline: windows of {data_config.num_frames}x{data_config.frame_interval} "
                      f"frames, clips to {self.clip_model!r} in batches of <= {self.clip_batch}, "
