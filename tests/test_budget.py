@@ -39,6 +39,26 @@ def test_8k_frames_are_over_the_default_pixel_budget(classifier):
     assert roomy.clips(video).shape == (1, 16, 224, 224, 3)  # the setting raises the limit
 
 
+def test_oversized_frames_are_refused_from_the_header(classifier, monkeypatch):
+    """An over-budget frame size is refused by an open that decodes no frame (ffmpeg's usual stream probing
+    decodes one at full size: 0.1 s for 8K H.264), and the video is not opened a second time."""
+    from squeezetime.video import decode
+
+    video = encode_video(np.zeros((2, 4320, 7680, 3), np.uint8) + np.array([0, 90], np.uint8)[:, None, None, None],
+                         "mp4")
+    opens = []
+    real_open = av.open
+
+    def recording_open(*args, **kwargs):
+        opens.append(kwargs.get("options"))
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(decode.av, "open", recording_open)
+    with pytest.raises(BudgetError, match="setting max_pixels"):
+        classifier.classify(video)
+    assert opens == [{"skip_frame": "all"}]
+
+
 def test_too_many_frames(classifier):
     video = encode_video(np.zeros((600, 64, 64, 3), np.uint8) + 40, "mp4")
     tight = squeezetime.Classifier(None, classifier.data_config, classifier.class_names,

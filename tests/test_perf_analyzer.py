@@ -100,3 +100,17 @@ def test_bench_perf_writes_its_report(binary, tmp_path, served_model):
     assert row["clips_per_s"] > 0 and row["adjacent_in_process_clips_per_s"] > 0
     assert row["fraction_of_in_process"] == row["clips_per_s"] / row["adjacent_in_process_clips_per_s"]
     assert (tmp_path / "bench_perf.png").stat().st_size > 10_000
+
+
+def test_budget_benchmark_floods_from_other_processes(triton):  # noqa: F811
+    """bench-perf's budget row: two client processes send 8K videos back to back, each refused on a limit (this
+    test server's max_video_bytes is 1 MB; bench-perf's default server refuses on max_pixels), while this
+    process times a cheap video; both processes end."""
+    import multiprocessing
+
+    from squeezetime.serving.bench_perf import bench_budget
+
+    result = bench_budget(triton.grpc_url, rounds=2)
+    assert result["over_budget_requests"] >= 2 and "(setting max_" in result["over_budget_answer"]
+    assert result["median_alone_s"] > 0 and result["median_beside_s"] > 0
+    assert not multiprocessing.active_children()
