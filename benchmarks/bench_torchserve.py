@@ -6,7 +6,7 @@ Two request kinds: ``clip`` (one uint8 (16, 224, 224, 3) clip as .npy, ~2.4 MB) 
 video, decoded and sampled with the 1x1 view by the server). Concurrency 1, 4, 8: that many client
 threads, each sending its next request as soon as the previous one answered. In-process: the same
 threads calling ``squeezetime.predict`` on one model in this process (no HTTP, no batching).
-TorchServe: the archive's defaults (1 worker, batch 4, max batch delay 50 ms). Triton: the
+TorchServe: the archive's defaults (1 worker, batch 4, max batch delay 5 ms). Triton: the
 ``squeezetime.serving.triton`` deployment when it can be started here; otherwise reported as skipped.
 Writes ``bench_torchserve.json`` and ``bench_torchserve.png`` into ``--out`` and prints the JSON.
 """

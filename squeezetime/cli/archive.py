@@ -22,7 +22,8 @@ def register(sub) -> None:
     p.add_argument("--model-name", default="squeezetime", help="name TorchServe serves it as (default: squeezetime)")
     p.add_argument("--model-version", default="1.0")
     p.add_argument("--batch-size", type=int, default=4, help="requests per handler call (default 4)")
-    p.add_argument("--max-batch-delay-ms", type=int, default=50, help="wait for a full batch (default 50 ms)")
+    p.add_argument("--max-batch-delay-ms", type=int, default=5,
+                   help="how long a partial batch waits for more requests (default 5 ms)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--response-timeout", type=int, default=120, help="seconds per batch (default 120)")
     p.add_argument("--views", choices=["1x1", "10x3"], default="1x1", help="default views of a video request")

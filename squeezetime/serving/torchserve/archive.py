@@ -48,7 +48,7 @@ class ArchiveOptions:
     model_name: str = DEFAULT_MODEL_NAME
     version: str = "1.0"
     batch_size: int = 4
-    max_batch_delay_ms: int = 50
+    max_batch_delay_ms: int = 5  # measured: 50 ms halved throughput at concurrency 1 and gained nothing at 2-8
     workers: int = 1
     response_timeout_s: int = 120
     startup_timeout_s: int = 120
