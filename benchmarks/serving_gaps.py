@@ -61,23 +61,15 @@ def under_load(measure) -> tuple[object, dict]:
 
 
 def torchserve(args, classifier, out: Path) -> list[dict]:
-    from squeezetime.serving.torchserve import server
-    from squeezetime.serving.torchserve.archive import ArchiveOptions, build_archive
-    from squeezetime.serving.torchserve.client import RestClient, encode_npy
+    from squeezetime.serving.bench_perf import torchserve_clip_server
+    from squeezetime.serving.torchserve.archive import ArchiveOptions
+    from squeezetime.serving.torchserve.client import RestClient
 
-    d = classifier.data_config
-    clip = np.random.default_rng(3).integers(0, 256, (d.num_frames, d.crop_size, d.crop_size, 3), dtype=np.uint8)
-    body = encode_npy(clip)
-    (out / "clip.npy").write_bytes(body)
-    data = pa.torchserve_input(out / "torchserve_input.json", out / "clip.npy")
-    store, run_dir = out / "model_store", out / "torchserve_run"
-    mar = build_archive(store, options=ArchiveOptions(batch_size=8, threads=2, backend="optimized",
-                                                      max_batch_delay_ms=args.max_batch_delay_ms))
-    info = server.start(store, run_dir=run_dir, ports=server.free_ports(), timeout=300)
+    options = ArchiveOptions(batch_size=8, threads=2, backend="optimized", max_batch_delay_ms=args.max_batch_delay_ms)
     rows = []
-    try:
-        rest = RestClient(info.inference_url, mar.stem)
-        level = pa.Level(mar.stem, info.inference_url.replace("http://", ""), args.concurrency,
+    with torchserve_clip_server(out, classifier, options) as (info, model, body, data):
+        rest = RestClient(info.inference_url, model)
+        level = pa.Level(model, info.inference_url.replace("http://", ""), args.concurrency,
                          service_kind="torchserve", protocol="http", input_data=data, requests_per_window=30)
         clients = {"perf_analyzer (multipart)": lambda: pa.measure(level)["requests_per_s"],
                    "RestClient (raw body)": lambda: _run_load(args.concurrency, 120, lambda w: rest.predict(body),
@@ -90,8 +82,6 @@ def torchserve(args, classifier, out: Path) -> list[dict]:
                          "max_batch_delay_ms": args.max_batch_delay_ms, "requests_per_s": rps,
                          "in_process_batch8_clips_per_s": reference, "fraction": rps / reference, "cpu_percent": split})
             print(json.dumps(rows[-1]), flush=True)
-    finally:
-        server.stop(run_dir, timeout=60)
     return rows
 
 

@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -157,10 +158,13 @@ def bench_triton(model, out: Path, classifier, *, concurrencies, max_batch_size,
     return results
 
 
-def bench_torchserve(out: Path, classifier, *, concurrencies, batch_size, threads, in_process_seconds,
-                     requests_per_window: int, bar, backend: str, checkpoint=None) -> list[dict]:
+@contextmanager
+def torchserve_clip_server(out: Path, classifier, options, checkpoint=None):
+    """TorchServe serving an archive of the model built with ``options`` (an ``ArchiveOptions``), and one random
+    uint8 clip to send it. Yields (server info, model name, the clip as .npy bytes, perf_analyzer's
+    ``--input-data`` file for it); stops the server on the way out."""
     from .torchserve import server
-    from .torchserve.archive import ArchiveOptions, build_archive
+    from .torchserve.archive import build_archive
     from .torchserve.client import encode_npy
 
     d = classifier.data_config
@@ -169,20 +173,28 @@ def bench_torchserve(out: Path, classifier, *, concurrencies, batch_size, thread
     body.write_bytes(encode_npy(clip))
     data = pa.torchserve_input(out / "torchserve_input.json", body)
     store, run_dir = out / "model_store", out / "torchserve_run"
-    mar = build_archive(store, checkpoint=checkpoint, options=ArchiveOptions(batch_size=batch_size, threads=threads,
-                                                                             backend=backend))
+    mar = build_archive(store, checkpoint=checkpoint, options=options)
     info = server.start(store, run_dir=run_dir, ports=server.free_ports(), timeout=300)
-    rows = []
     try:
+        yield info, mar.stem, body.read_bytes(), data
+    finally:
+        server.stop(run_dir, timeout=60)
+
+
+def bench_torchserve(out: Path, classifier, *, concurrencies, batch_size, threads, in_process_seconds,
+                     requests_per_window: int, bar, backend: str, checkpoint=None) -> list[dict]:
+    from .torchserve.archive import ArchiveOptions
+
+    rows = []
+    options = ArchiveOptions(batch_size=batch_size, threads=threads, backend=backend)
+    with torchserve_clip_server(out, classifier, options, checkpoint) as (info, model, _, data):
         url = info.inference_url.replace("http://", "")
         for conc in concurrencies:
             adjacent = in_process_throughput(classifier, batch_size, in_process_seconds)
-            row = pa.measure(pa.Level(mar.stem, url, conc, service_kind="torchserve", protocol="http",
+            row = pa.measure(pa.Level(model, url, conc, service_kind="torchserve", protocol="http",
                                       input_data=data, requests_per_window=requests_per_window))
             rows.append(_fraction(row, adjacent))
             bar.update(1)
-    finally:
-        server.stop(run_dir, timeout=60)
     return rows
 
 
