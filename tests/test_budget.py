@@ -29,23 +29,26 @@ def classifier():
     return squeezetime.load(squeezetime.DEMO)
 
 
-def test_8k_frames_are_over_the_default_pixel_budget(classifier):
-    video = encode_video(np.zeros((2, 4320, 7680, 3), np.uint8) + np.array([0, 90], np.uint8)[:, None, None, None],
-                         "mp4")  # two different frames: identical ones are a still image
+@pytest.fixture(scope="module")
+def video_8k() -> bytes:
+    """Two different 7680x4320 frames (identical ones are a still image)."""
+    return encode_video(np.zeros((2, 4320, 7680, 3), np.uint8) + np.array([0, 90], np.uint8)[:, None, None, None],
+                        "mp4")
+
+
+def test_8k_frames_are_over_the_default_pixel_budget(classifier, video_8k):
     with pytest.raises(BudgetError, match=r"7680x4320 \(33.2 Mpixels\) are over the limit .* \(setting max_pixels\)"):
-        classifier.classify(video)
+        classifier.classify(video_8k)
     roomy = squeezetime.Classifier(classifier.backend, classifier.data_config, classifier.class_names,
                                    budget=DecodeBudget(max_pixels=7680 * 4320))
-    assert roomy.clips(video).shape == (1, 16, 224, 224, 3)  # the setting raises the limit
+    assert roomy.clips(video_8k).shape == (1, 16, 224, 224, 3)  # the setting raises the limit
 
 
-def test_oversized_frames_are_refused_from_the_header(classifier, monkeypatch):
+def test_oversized_frames_are_refused_from_the_header(classifier, video_8k, monkeypatch):
     """An over-budget frame size is refused by an open that decodes no frame (ffmpeg's usual stream probing
     decodes one at full size: 0.1 s for 8K H.264), and the video is not opened a second time."""
     from squeezetime.video import decode
 
-    video = encode_video(np.zeros((2, 4320, 7680, 3), np.uint8) + np.array([0, 90], np.uint8)[:, None, None, None],
-                         "mp4")
     opens = []
     real_open = av.open
 
@@ -55,7 +58,7 @@ def test_oversized_frames_are_refused_from_the_header(classifier, monkeypatch):
 
     monkeypatch.setattr(decode.av, "open", recording_open)
     with pytest.raises(BudgetError, match="setting max_pixels"):
-        classifier.classify(video)
+        classifier.classify(video_8k)
     assert opens == [{"skip_frame": "all"}]
 
 

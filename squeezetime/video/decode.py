@@ -150,7 +150,7 @@ def _check_header(stream, name: str, budget: DecodeBudget) -> None:
         with av.open(stream, mode="r", options={"skip_frame": "all"}) as probe:
             codec = probe.streams.video[0].codec_context if probe.streams.video else None
             height, width = (codec.height, codec.width) if codec else (0, 0)
-    except (av.FFmpegError, ValueError, OSError, IndexError):
+    except (av.FFmpegError, ValueError, OSError):
         return
     finally:
         if isinstance(stream, io.BytesIO):
