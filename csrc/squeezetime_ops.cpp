@@ -6,6 +6,8 @@
 TORCH_LIBRARY(squeezetime, m) {
   // uint8 RGB frames (N, T, H, W, 3) -> float32 (N, 3*T, H, W), channel c*T + t, (x - mean[c]) / std[c].
   m.def("squeeze_time(Tensor frames, float[] mean, float[] std) -> Tensor");
+  // The same into out: float32 (N, 3*T, H, W), or channels-last float32 or bfloat16 (the network's input layout).
+  m.def("squeeze_time.out(Tensor frames, float[] mean, float[] std, *, Tensor(a!) out) -> Tensor(a!)");
   // y = scale[c] * (temporal + short * sigmoid(glo)) + shift[c] (+ residual) (then ReLU when relu).
   m.def(
       "ctl_combine(Tensor temporal, Tensor short, Tensor glo, Tensor scale, Tensor shift, "

@@ -93,6 +93,38 @@ def test_squeeze_time_decomposition_is_the_reference():
         assert torch.equal(plain.module()(fb), ops.squeeze_time(fb))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(1, 16, 224, 224, 3), (3, 5, 17, 33, 3), (2, 1, 1, 1, 3)])
+def test_squeeze_time_into_channels_last_is_the_reference_bit_for_bit(dtype, shape):
+    """squeeze_time.out writes the network's input layout in one pass: the reference, converted, bit for bit
+    (bfloat16: rounded once, from the same float32 values)."""
+    f = frames(shape)
+    mean, std = [100.5, 90.25, 80.0], [50.0, 3.5, 61.25]
+    n, t, h, w, _ = shape
+    out = torch.full((n, 3 * t, h, w), float("nan"), dtype=dtype).contiguous(memory_format=torch.channels_last)
+    result = torch.ops.squeezetime.squeeze_time.out(f, mean, std, out=out)
+    reference = ops.squeeze_time_reference(f, mean, std)
+    assert result.data_ptr() == out.data_ptr() and torch.equal(out, reference.to(dtype))
+    nchw = torch.empty(n, 3 * t, h, w)
+    assert torch.equal(torch.ops.squeezetime.squeeze_time.out(f.transpose(2, 3).contiguous().transpose(2, 3),
+                                                              mean, std, out=nchw), reference)
+
+
+def test_squeeze_time_out_errors_are_clear():
+    f = frames((1, 2, 3, 4, 3))
+    stats = ([0.0] * 3, [1.0] * 3)
+    with pytest.raises(RuntimeError, match=r"out must be \(N, 3T, H, W\) = \(1, 6, 3, 4\)"):
+        torch.ops.squeezetime.squeeze_time.out(f, *stats, out=torch.empty(1, 6, 4, 3))
+    with pytest.raises(RuntimeError, match="float32"):
+        torch.ops.squeezetime.squeeze_time.out(f, *stats, out=torch.empty(1, 6, 3, 4, dtype=torch.float64))
+    with pytest.raises(RuntimeError, match="channels-last bfloat16"):
+        torch.ops.squeezetime.squeeze_time.out(f, *stats, out=torch.empty(1, 6, 3, 4, dtype=torch.bfloat16))
+    with pytest.raises(RuntimeError, match="contiguous or channels-last"):
+        torch.ops.squeezetime.squeeze_time.out(f, *stats, out=torch.empty(1, 4, 3, 6).transpose(1, 3))
+    with pytest.raises(RuntimeError, match="uint8"):
+        torch.ops.squeezetime.squeeze_time.out(f.float(), *stats, out=torch.empty(1, 6, 3, 4))
+
+
 def test_squeeze_time_errors_are_clear():
     with pytest.raises(RuntimeError, match="uint8"):
         torch.ops.squeezetime.squeeze_time(torch.zeros(1, 2, 3, 3, 3), [0.0] * 3, [1.0] * 3)
@@ -197,6 +229,10 @@ def opcheck_cases():
     stats = (list(squeezetime.MEAN), list(squeezetime.STD))
     yield "squeeze_time-strided", st.squeeze_time.default, (f[:, ::2, :, 1:], *stats), {}
     for dtype in DTYPES["cpu"]:
+        out = torch.empty(2, 9, 5, 7, dtype=dtype, memory_format=torch.channels_last)
+        yield f"squeeze_time.out-{str(dtype).replace('torch.', '')}", st.squeeze_time.out, (f, *stats), {"out": out}
+    yield "squeeze_time.out-nchw", st.squeeze_time.out, (f, *stats), {"out": torch.empty(2, 9, 5, 7)}
+    for dtype in DTYPES["cpu"]:
         name = str(dtype).replace("torch.", "")
         for i, layout in enumerate(("nchw", "channels_last", "strided")):
             t, s, gl, r = (_layouts(rand(2, 6, 5, 4).to(dtype))[i] for _ in range(4))
@@ -217,16 +253,16 @@ def opcheck_cases():
 OPCHECK = list(opcheck_cases())
 
 
-# to_channels_last.out returns its ``out`` (``-> Tensor(a!)``, the ATen out= convention): AOT autograd cannot
-# functionalize a custom operator whose output aliases an input, so that one test is not run for it. The
-# overload is an eager-only path (optimize skips it when compiling); a ``-> ()`` schema would lift this.
+# The .out overloads return their ``out`` (``-> Tensor(a!)``, the ATen out= convention): AOT autograd cannot
+# functionalize a custom operator whose output aliases an input, so that one test is not run for them. They
+# are eager-only paths (optimize skips them when compiling); a ``-> ()`` schema would lift this.
 ALIASING_OUTPUT = ("test_schema", "test_autograd_registration", "test_faketensor")
 ALL_UTILS = ALIASING_OUTPUT + ("test_aot_dispatch_dynamic",)
 
 
 @pytest.mark.parametrize("name,op,args,kwargs", OPCHECK, ids=[c[0] for c in OPCHECK])
 def test_opcheck(name, op, args, kwargs):
-    utils = ALIASING_OUTPUT if name.startswith("to_channels_last.out") else ALL_UTILS
+    utils = ALIASING_OUTPUT if ".out" in name else ALL_UTILS
     result = torch.library.opcheck(op, args, kwargs, test_utils=utils)
     assert result == {u: "SUCCESS" for u in utils}, result
     # and the fake kernel predicts the real output's strides (the layout rule of csrc/common.h)
@@ -242,7 +278,8 @@ def test_opcheck(name, op, args, kwargs):
 def test_opcheck_covers_every_operator_and_overload():
     registered = {n for n in torch._C._dispatch_get_all_op_names() if n.startswith("squeezetime::")}
     checked = {str(op).replace("squeezetime.", "squeezetime::", 1).replace(".default", "") for _, op, _, _ in OPCHECK}
-    names = ("squeeze_time", "ctl_combine", "gate_scale", "to_channels_last", "to_channels_last.out")
+    names = ("squeeze_time", "squeeze_time.out", "ctl_combine", "gate_scale", "to_channels_last",
+             "to_channels_last.out")
     assert registered == checked == {f"squeezetime::{n}" for n in names}
 
 

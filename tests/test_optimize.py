@@ -39,6 +39,18 @@ def test_float32_is_within_golden_tolerance(case, fused, reference_dir):
     assert centred_relative_l2(from_frames, expected) <= GOLDEN_CENTRED_REL_L2
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_from_frames_is_forward_bit_for_bit(dtype):
+    """forward_frames (uint8 straight into the stem's channels-last buffer, what the backends call) and
+    forward (normalised float clips) give the same logits, bit for bit, one clip and a batch."""
+    model = squeezetime.create_model("k400", widen_factor=0.125).eval()
+    opt = squeezetime.optimize(model, dtype=dtype)
+    frames = torch.randint(0, 256, (3, 16, 64, 64, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        for clips in (frames[:1], frames):
+            assert torch.equal(opt.forward_frames(clips), opt(squeezetime.normalize_clip(clips)))
+
+
 @pytest.mark.parametrize("fused", FUSED)
 @pytest.mark.parametrize("case", sorted(reference_cases()))
 def test_bfloat16_within_stated_tolerance_and_same_top1(case, fused, reference_dir):

@@ -30,6 +30,16 @@ int main() {
   auto expected = ((frames.to(torch::kFloat) - m) / s).permute({0, 4, 1, 2, 3}).reshape({2, 15, 7, 9});
   expect(out.sizes() == expected.sizes() && torch::equal(out, expected), "squeeze_time is normalize + fold");
 
+  // squeeze_time.out into channels-last: the same values in the network's input layout
+  auto squeeze_time_out =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("squeezetime::squeeze_time", "out")
+          .typed<at::Tensor&(const at::Tensor&, c10::ArrayRef<double>, c10::ArrayRef<double>, at::Tensor&)>();
+  auto nhwc = torch::empty({2, 15, 7, 9}).contiguous(at::MemoryFormat::ChannelsLast);
+  squeeze_time_out.call(frames, mean, std, nhwc);
+  expect(nhwc.is_contiguous(at::MemoryFormat::ChannelsLast) && torch::equal(nhwc, expected),
+         "squeeze_time.out writes channels-last");
+
   // ctl_combine == relu(scale * (t + s * sigmoid(g)) + shift + residual), NCHW and channels-last
   for (auto fmt : {at::MemoryFormat::Contiguous, at::MemoryFormat::ChannelsLast}) {
     auto t = torch::randn({2, 13, 6, 5}).contiguous(fmt), sh = torch::randn({2, 13, 6, 5}).contiguous(fmt);

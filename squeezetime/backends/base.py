@@ -6,6 +6,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from ..optimize import OptimizedSqueezeTime
 from ..preprocess import normalize_clip
 
 
@@ -29,7 +30,11 @@ class TorchBackend:
 
     @torch.inference_mode()
     def logits(self, clips: Tensor) -> Tensor:
-        x = normalize_clip(clips.to(self.device), self.mean, self.std)  # the squeeze_time operator
+        clips = clips.to(self.device)
+        if isinstance(self.module, OptimizedSqueezeTime):  # not a torch.compile wrapper: that traces forward
+            # uint8 frames straight into the network's input layout (one pass on CPU)
+            return self.module.forward_frames(clips, self.mean, self.std).float().cpu()
+        x = normalize_clip(clips, self.mean, self.std)  # the squeeze_time operator
         return self.module(x.to(self.input_dtype)).float().cpu()
 
     def __repr__(self) -> str:

@@ -1,6 +1,8 @@
 """Fused operators of the ``squeezetime`` torch library (C++/CUDA extension) with pure-PyTorch fallbacks.
 
     squeeze_time(frames, mean, std)  uint8 (N, T, H, W, 3) -> normalised float32 (N, 3*T, H, W), channel c*T + t
+    squeeze_time.out(frames, mean, std, *, out)  the same into out: float32 NCHW, or channels-last float32 or
+        bfloat16 in one pass (CPU; the optimised network's input buffer)
     ctl_combine(temporal, short, glo, scale, shift, residual=None, relu=False)
         scale[c] * (temporal + short * sigmoid(glo)) + shift[c] (+ residual) (ReLU): the end of a CTL module
         and the batch norm after it, in one pass.
@@ -126,11 +128,14 @@ def extension_error() -> str | None:
 
 
 def has_kernel(name: str) -> bool:
-    """True when the built extension has the CPU operator ``name`` (one built before it existed lacks it)."""
+    """True when the built extension has the CPU operator ``name`` ("op" or "op.overload"; one built before it
+    existed lacks it)."""
     state = _load()
     key = "has_" + name
     if key not in state:
-        state[key] = bool(state["cpu"]) and hasattr(torch.ops.squeezetime, name)
+        op, _, overload = name.partition(".")
+        state[key] = bool(state["cpu"]) and hasattr(torch.ops.squeezetime, op) and (
+            not overload or overload in torch.ops.squeezetime.__getattr__(op).overloads())
     return state[key]
 
 

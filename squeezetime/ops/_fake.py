@@ -17,13 +17,24 @@ def choose_nhwc(tensors: list[Tensor]) -> bool:
 
 
 def register() -> None:
-    @torch.library.register_fake("squeezetime::squeeze_time")
-    def _squeeze_time_fake(frames, mean, std):
+    def _check_squeeze_time(frames, mean, std):
         torch._check(frames.dtype == torch.uint8, lambda: f"squeeze_time: frames must be uint8, got {frames.dtype}")
         torch._check(frames.dim() == 5 and frames.shape[4] == 3, lambda: "squeeze_time: frames must be (N, T, H, W, 3)")
         torch._check(len(mean) == 3 and len(std) == 3, lambda: "squeeze_time: mean and std need 3 values (RGB)")
         n, t, h, w, _ = frames.shape
-        return frames.new_empty((n, 3 * t, h, w), dtype=torch.float32)
+        return (n, 3 * t, h, w)
+
+    @torch.library.register_fake("squeezetime::squeeze_time")
+    def _squeeze_time_fake(frames, mean, std):
+        return frames.new_empty(_check_squeeze_time(frames, mean, std), dtype=torch.float32)
+
+    @torch.library.register_fake("squeezetime::squeeze_time.out")
+    def _squeeze_time_out_fake(frames, mean, std, *, out):
+        shape = _check_squeeze_time(frames, mean, std)
+        torch._check(tuple(out.shape) == shape, lambda: f"squeeze_time.out: out must be {shape}")
+        torch._check(out.dtype in (torch.float32, torch.bfloat16),
+                     lambda: f"squeeze_time.out: out must be float32 or bfloat16, got {out.dtype}")
+        return out  # written in place
 
     @torch.library.register_fake("squeezetime::ctl_combine")
     def _ctl_combine_fake(temporal, short, glo, scale, shift, residual, relu):

@@ -12,8 +12,9 @@ What it does to the (bit-faithful, eval-mode) network, without changing its forw
   constant added to the 7x7 convolution's output (the conv of the embedding, by linearity);
 - positional embeddings resized once per input size and cached;
 - channels-last memory (the fast layout of oneDNN convolutions on CPU and of cuDNN on tensor cores); on CPU
-  the input clip is converted by a tiled kernel (``ops.to_channels_last``) one clip at a time, into a reused
-  per-thread buffer;
+  the input is written one clip at a time into a reused per-thread channels-last buffer: from uint8 frames
+  (``forward_frames``, what the backends call) by ``squeeze_time.out`` in one pass, from normalised float
+  clips (``forward``) by a tiled kernel (``ops.to_channels_last``);
 - optionally ``torch.compile`` on top (the fake kernels make the custom operators traceable).
 
 ``fused=False`` builds the same graph without the extension's operators (the CTL tail through the eager
@@ -278,21 +279,29 @@ class OptimizedSqueezeTime(nn.Module):
     def num_frames(self) -> int:
         return self.config.get("num_frames", 16)
 
+    def _fast_input(self, x: Tensor) -> bool:
+        """The CPU path whose input goes through the extension's kernels into a reused channels-last buffer."""
+        return self.fused and self.memory_format == torch.channels_last and self.stem._use_packed(x)
+
+    def _stem_per_clip(self, n: int, shape: tuple, write_input) -> Tensor:
+        # the input is the network's largest tensor: written channels-last by a kernel, one clip at a time (a
+        # whole batch is a fresh allocation of tens of MB, page-faulted on every call), into a per-thread buffer
+        # reused from call to call; each clip goes through the stem and the max-pool (which divide its size by
+        # 16) before the next is written (the stem's output is a new tensor)
+        buf = _input_buffer((1,) + tuple(shape[1:]), self.dtype)
+        parts = [self.maxpool(self.stem(write_input(i, buf))) for i in range(n)]
+        x = parts[0] if len(parts) == 1 else torch.cat(parts)
+        return x if x.is_contiguous(memory_format=torch.channels_last) else x.contiguous(memory_format=torch.channels_last)
+
     def features(self, x: Tensor) -> Tensor:
-        cl = torch.channels_last
-        if (self.fused and self.memory_format == cl and self.stem._use_packed(x) and x.dtype == torch.float32
-                and ops.has_kernel("to_channels_last")):
-            # the input is the network's largest tensor: converted to channels-last by a tiled kernel, one clip
-            # at a time (a whole batch is a fresh allocation of tens of MB, page-faulted on every call), and
-            # each clip goes through the stem and the max-pool (which divide its size by 16) before the next
-            # into a per-thread buffer reused from call to call (the stem's output is a new tensor)
-            buf = _input_buffer((1,) + tuple(x.shape[1:]), self.dtype)
-            parts = [self.maxpool(self.stem(torch.ops.squeezetime.to_channels_last(x[i:i + 1], out=buf)))
-                     for i in range(x.shape[0])]
-            x = parts[0] if len(parts) == 1 else torch.cat(parts)
-            x = x if x.is_contiguous(memory_format=cl) else x.contiguous(memory_format=cl)
+        if self._fast_input(x) and x.dtype == torch.float32 and ops.has_kernel("to_channels_last"):
+            x = self._stem_per_clip(x.shape[0], x.shape, lambda i, buf: torch.ops.squeezetime.to_channels_last(
+                x[i:i + 1], out=buf))
         else:
             x = self.maxpool(self.stem(x.to(dtype=self.dtype, memory_format=self.memory_format)))
+        return self.blocks_and_fold(x)
+
+    def blocks_and_fold(self, x: Tensor) -> Tensor:
         x = self.blocks(x)
         if self.time_steps_out:
             n, _, h, w = x.shape
@@ -308,12 +317,20 @@ class OptimizedSqueezeTime(nn.Module):
         x = self.features(clip.reshape(n, c * t, h, w))
         return self.head(x) if self.fc else x.float()
 
-    def forward_frames(self, frames: Tensor) -> Tensor:
-        """uint8 RGB frames (N, T, H, W, 3) -> logits, normalised and folded by the fused squeeze_time op."""
-        mean = self.config.get("mean", MEAN)
-        std = self.config.get("std", STD)
-        x = ops.squeeze_time(frames, mean, std) if self.fused else ops.squeeze_time_reference(frames, mean, std)
-        x = self.features(x)
+    def forward_frames(self, frames: Tensor, mean=None, std=None) -> Tensor:
+        """uint8 RGB frames (N, T, H, W, 3) -> logits: normalised and folded by the squeeze_time operator, on
+        the fused CPU path straight into the stem's channels-last input (one pass over the frames, no float
+        NCHW tensor). ``mean``/``std``: the data config's (default: the model config's)."""
+        mean = list(self.config.get("mean", MEAN) if mean is None else mean)
+        std = list(self.config.get("std", STD) if std is None else std)
+        if self._fast_input(frames) and ops.has_kernel("squeeze_time.out") and frames.dtype == torch.uint8:
+            n, t, h, w, c = frames.shape
+            x = self._stem_per_clip(n, (n, c * t, h, w), lambda i, buf: torch.ops.squeezetime.squeeze_time.out(
+                frames[i:i + 1], mean, std, out=buf))
+            x = self.blocks_and_fold(x)
+        else:
+            squeeze = ops.squeeze_time if self.fused else ops.squeeze_time_reference
+            x = self.features(squeeze(frames, mean, std))
         return self.head(x) if self.fc else x.float()
 
 
