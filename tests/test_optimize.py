@@ -202,6 +202,16 @@ def test_bench_command_writes_json_and_png(tmp_path):
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_network_input_micro_benchmark_times_both_ways_to_the_stem_input():
+    from squeezetime.cli.bench import network_input_benchmark
+
+    clip = torch.randint(0, 256, (1, 16, 32, 32, 3), dtype=torch.uint8)
+    result = network_input_benchmark(clip, reps=3)
+    assert result["shape"] == [1, 16, 32, 32, 3]
+    assert result["two_passes_ms"] > 0 and result["one_pass_ms"] > 0
+    assert result["speedup"] == pytest.approx(result["two_passes_ms"] / result["one_pass_ms"])
+
+
 def test_bench_peers_writes_json_and_png(tmp_path):
     """`bench --peers` at its smallest: eager (always the reference) and two of our rows, interleaved."""
     import json

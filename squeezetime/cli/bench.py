@@ -145,6 +145,8 @@ def micro_benchmarks(device: str, rounds: int) -> dict:
         n, t, h, w, _ = frames.shape
         te = [time_call(lambda: normalize_clip(frames).reshape(n, 3 * t, h, w)) for _ in range(max(reps // 4, 3))]
         res["squeeze_time"]["eager_normalize_fold_ms"] = statistics.median(te) * 1e3
+    if device == "cpu" and ops.has_kernel("squeeze_time.out") and ops.has_kernel("to_channels_last"):
+        res["network_input"] = network_input_benchmark(frames[:1], reps)
     dtypes = [torch.float32, torch.bfloat16] if device == "cpu" else [torch.float32, torch.float16]
     res["ctl_combine"] = []
     for dtype in dtypes:
@@ -169,6 +171,28 @@ def micro_benchmarks(device: str, rounds: int) -> dict:
                                        "eager_ms": statistics.median(te) * 1e3, "fused_ms": statistics.median(tf) * 1e3,
                                        "speedup": statistics.median(te) / statistics.median(tf)})
     return res
+
+
+def network_input_benchmark(clip, reps: int) -> dict:
+    """One uint8 clip into the optimised network's channels-last float input buffer: squeeze_time then
+    to_channels_last (two passes, what ``forward`` on normalised clips does) against squeeze_time.out (one pass,
+    what ``forward_frames`` does), interleaved."""
+    import torch
+
+    from squeezetime import MEAN, STD, ops
+
+    mean, std = list(MEAN), list(STD)
+    n, t, h, w, c = clip.shape
+    buf = torch.empty(n, c * t, h, w, memory_format=torch.channels_last)
+    paths = {"two_passes": lambda: torch.ops.squeezetime.to_channels_last(ops.squeeze_time(clip, mean, std), out=buf),
+             "one_pass": lambda: torch.ops.squeezetime.squeeze_time.out(clip, mean, std, out=buf)}
+    times: dict[str, list[float]] = {k: [] for k in paths}
+    for _ in range(reps):
+        for k, f in paths.items():
+            times[k].append(time_call(f))
+    ms = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    return {"shape": list(clip.shape), "two_passes_ms": ms["two_passes"], "one_pass_ms": ms["one_pass"],
+            "speedup": ms["two_passes"] / ms["one_pass"]}
 
 
 def plot(results: dict, path: str) -> None:
