@@ -182,6 +182,18 @@ def worker_failure(log_dir: str | os.PathLike) -> str | None:
     return None
 
 
+def _wait_until_logs_settle(log_dir: str | os.PathLike, quiet: float = 0.5, at_most: float = 5.0) -> None:
+    """Return once no log file of ``log_dir`` has grown for ``quiet`` seconds (or after ``at_most``)."""
+    def sizes():
+        return [(p.name, p.stat().st_size) for p in sorted(Path(log_dir).glob("*.log"))]
+    deadline, last, since = time.monotonic() + at_most, sizes(), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < quiet:
+        time.sleep(0.1)
+        now = sizes()
+        if now != last:
+            last, since = now, time.monotonic()
+
+
 def _get_json(url: str, token: str | None = None, timeout: float = 5.0):
     req = urllib.request.Request(url)
     if token:
@@ -323,7 +335,12 @@ def wait_ready(info: ServerInfo, timeout: float, proc: "ManagedProcess | subproc
         if isinstance(proc, subprocess.Popen) and proc.poll() is not None:
             return f"the launcher exited with status {proc.returncode}"
         failure = worker_failure(info.log_dir)
-        return f"a worker failed to load its model ({failure})" if failure else None
+        if failure:
+            # the frontend logs the worker's death before it has copied the rest of the worker's traceback (its
+            # last line is the reason) into model_log.log: let the logs settle before they are quoted
+            _wait_until_logs_settle(info.log_dir)
+            return f"a worker failed to load its model ({failure})"
+        return None
 
     supervisor = proc if isinstance(proc, ManagedProcess) else _supervisor(info.pid, Path(info.run_dir))
     try:
