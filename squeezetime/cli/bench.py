@@ -43,6 +43,10 @@ def register(sub) -> None:
                    help="instead: our backends against torch.compile, ONNX Runtime and OpenVINO on uint8 clips "
                         f"(rows: {', '.join(name for name, _ in PEERS)}); --batch-sizes default 1 8")
     p.add_argument("--rows", nargs="+", default=None, metavar="ROW", help="with --peers: only these rows (eager first)")
+    p.add_argument("--settle", type=float, default=0.2, metavar="S",
+                   help="with --peers: pause before each timed call (default 0.2 s). ONNX Runtime's threads spin "
+                        "for tens of ms after a run and took the cores from the next row: measured here, ours "
+                        "optimized 105 ms alone, 154 ms right after an ONNX Runtime call, 111 ms 0.1 s after")
     p.set_defaults(func=run)
 
 
@@ -345,7 +349,8 @@ def run_peers(args: argparse.Namespace) -> int:
     threads = torch.get_num_threads()
     results = {"config": {"arch": args.arch, "widen_factor": args.widen_factor, "size": args.size, "frames": 16,
                           "input": "uint8 clips (N, 16, H, W, 3), normalisation inside every row",
-                          "rounds": args.rounds, "warmup": args.warmup, "paths": [n for n, _ in rows],
+                          "rounds": args.rounds, "warmup": args.warmup, "settle_s": args.settle,
+                          "paths": [n for n, _ in rows],
                           "command": "squeezetime " + " ".join(sys.argv[1:])},
                "machine": {"device": "cpu", **machine_info()}, "latency": {}, "setup_s": {}, "failed": {}}
     total = len(batches) * len(rows) * (args.rounds + args.warmup)
@@ -372,6 +377,7 @@ def run_peers(args: argparse.Namespace) -> int:
             for _ in range(args.rounds):
                 for name, fn in fns.items():
                     bar.set_postfix_str(f"batch {b}: {name}")
+                    time.sleep(args.settle)  # the previous row's thread pool may still be spinning
                     times[name].append(time_call(fn, clips))
                     bar.update(1)
             results["latency"][str(b)] = latency_summary(times, b)
