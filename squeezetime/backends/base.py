@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from ..optimize import OptimizedSqueezeTime
-from ..preprocess import normalize_clip
+from ..preprocess import as_uint8_clips, normalize_clip
 
 
 class Backend(Protocol):
@@ -32,7 +32,9 @@ class TorchBackend:
     def logits(self, clips: Tensor) -> Tensor:
         clips = clips.to(self.device)
         if isinstance(self.module, OptimizedSqueezeTime):  # not a torch.compile wrapper: that traces forward
-            # uint8 frames straight into the network's input layout (one pass on CPU)
+            # uint8 frames straight into the network's input layout (one pass on CPU); checked as normalize_clip
+            # checks them, so a bad shape or dtype gets the same error on every path
+            clips = as_uint8_clips(clips, num_frames=None)
             return self.module.forward_frames(clips, self.mean, self.std).float().cpu()
         x = normalize_clip(clips, self.mean, self.std)  # the squeeze_time operator
         return self.module(x.to(self.input_dtype)).float().cpu()
