@@ -2,6 +2,7 @@
 
     python benchmarks/serving_gaps.py torchserve --out build/serving_gaps [--concurrency 8] [--max-batch-delay-ms 1]
     python benchmarks/serving_gaps.py triton --out build/serving_gaps [--concurrency 2 4 8] [--max-queue-delay-us 2000]
+        [--instances 1 --threads 2]
 
 - ``torchserve``: the demo model archived (batch 8, ``optimized``, 2 threads), loaded by perf_analyzer (multipart
   ``.npy`` uploads, what ``--service-kind torchserve`` sends) and by our ``RestClient`` (raw body) from
@@ -90,7 +91,7 @@ def triton(args, classifier, out: Path) -> list[dict]:
     from squeezetime.serving.triton.server import TritonServer
 
     repo = write_repository(out / "triton_repo", squeezetime.demo_model(), options=RepoOptions(
-        max_batch_size=8, num_threads=2, dtype="float32", backend="optimized",
+        max_batch_size=8, num_threads=args.threads, instances=args.instances, dtype="float32", backend="optimized",
         max_queue_delay_us=args.max_queue_delay_us))
     d = classifier.data_config
     rows = []
@@ -102,6 +103,7 @@ def triton(args, classifier, out: Path) -> list[dict]:
                              requests_per_window=40)
             row, split = under_load(lambda: pa.measure(level))
             rows.append({"server": "triton", "concurrency": conc, "max_queue_delay_us": args.max_queue_delay_us,
+                         "instances": args.instances, "threads_per_instance": args.threads,
                          "requests_per_s": row["requests_per_s"], "server_ms": row["server_ms"],
                          "in_process_clips_per_s_by_batch": reference,
                          "fraction_of_batch8": row["requests_per_s"] / reference[8], "cpu_percent": split})
@@ -117,6 +119,8 @@ def main(argv=None) -> int:
                    help="torchserve: one level (default 8); triton: levels (default 2 4 8)")
     p.add_argument("--max-batch-delay-ms", type=int, default=1, help="TorchServe archive's maxBatchDelay")
     p.add_argument("--max-queue-delay-us", type=int, default=2000, help="Triton dynamic batcher's queue delay")
+    p.add_argument("--instances", type=int, default=1, help="Triton: instances of the clip model (default 1)")
+    p.add_argument("--threads", type=int, default=2, help="Triton: torch threads per instance (default 2)")
     args = p.parse_args(argv)
     args.concurrency_levels = args.concurrency or [2, 4, 8]
     args.concurrency = (args.concurrency or [8])[0]
