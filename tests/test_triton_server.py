@@ -317,6 +317,8 @@ def test_model_that_cannot_load_fails_fast_and_cleanly(tmp_path, served_model):
         server.start()
     assert time.monotonic() - start < 240
     assert not server_processes(server) and not shm_regions(server.shm_prefix)
+    # the wait also ends on tritonserver's last line, not only on its exit (it once hung for minutes after it)
+    assert "failed to load all models" in (server.gave_up() or "")
     server.cleanup()
 
 

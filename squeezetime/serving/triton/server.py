@@ -155,6 +155,9 @@ def stale_shm_prefixes() -> dict[str, list[str]]:
             if not pid_alive(int(_SHM_OWNER.match(prefix).group(1))) and not processes_mentioning(prefix)}
 
 
+GAVE_UP = "error: creating server:"  # tritonserver's last line when it cannot start (e.g. a model failed to load)
+
+
 def clean_stale(tmpdir: str | os.PathLike | None = None) -> list[str]:
     """Remove what killed launchers left: their work and demo-repository temp directories (owner dead, no live
     process mentions them; the shm regions named in the owner file go with them) and shm regions of dead
@@ -375,10 +378,20 @@ class TritonServer:
         """Wait until ready; a model that cannot load stops tritonserver, which ends the wait at once. On
         failure the server is stopped and TritonServerError quotes its log."""
         try:
-            self.supervisor.wait_ready(self.ready, timeout)
+            self.supervisor.wait_ready(self.ready, timeout, failure=self.gave_up)
         except ProcessError as e:
             hint = " (a model that cannot load stops it)" if isinstance(e, ProcessExited) else ""
             raise TritonServerError(f"{e.message}{hint}\n{e.tail}") from e
+
+    def gave_up(self) -> str | None:
+        """tritonserver's own last word when it cannot start ("error: creating server: ..."), or None. Seen in
+        CI: after that line (a model failed to load) the process hung on its way out for minutes, so the wait
+        ends on the line, not only on the exit."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return None
+        return next((line.strip() for line in text.splitlines() if line.startswith(GAVE_UP)), None)
 
     def is_running(self) -> bool:
         return self.supervisor is not None and self.supervisor.poll() is None
