@@ -33,25 +33,36 @@ static void normalize_row(const uint8_t* __restrict__ p, float* __restrict__ q0,
   }
 }
 
-at::Tensor squeeze_time_cpu(const at::Tensor& frames_in, c10::ArrayRef<double> mean, c10::ArrayRef<double> std) {
-  check_squeeze_time_args(frames_in, mean, std);
-  const at::Tensor frames = frames_in.contiguous();
+// mean and std as float32: the kernels compute in float32, in the order of normalize_clip, (float(x) - mean) / std,
+// so results are bit-identical to it.
+struct Stats {
+  float m[3], s[3];
+  Stats(c10::ArrayRef<double> mean, c10::ArrayRef<double> std) {
+    for (int c = 0; c < 3; ++c) m[c] = static_cast<float>(mean[c]), s[c] = static_cast<float>(std[c]);
+  }
+};
+
+// Contiguous uint8 (N, T, H, W, 3) -> float32 NCHW (N, 3T, H, W) at dst.
+static void squeeze_time_nchw(const at::Tensor& frames, const Stats& st, float* dst) {
   const int64_t n = frames.size(0), t = frames.size(1), h = frames.size(2), w = frames.size(3);
-  at::Tensor out = at::empty({n, 3 * t, h, w}, frames.options().dtype(at::kFloat));
-  if (out.numel() == 0) return out;
-  // float32 arithmetic in the order of normalize_clip: (float(x) - mean) / std, so results are bit-identical.
-  const float m0 = static_cast<float>(mean[0]), m1 = static_cast<float>(mean[1]), m2 = static_cast<float>(mean[2]);
-  const float s0 = static_cast<float>(std[0]), s1 = static_cast<float>(std[1]), s2 = static_cast<float>(std[2]);
   const uint8_t* src = frames.data_ptr<uint8_t>();
-  float* dst = out.data_ptr<float>();
   const int64_t plane = h * w, rows = n * t * h;
   at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(w, 1)), [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const int64_t ni = r / (t * h), ti = (r / h) % t, hi = r % h;
       float* q0 = dst + ((ni * 3 + 0) * t + ti) * plane + hi * w;
-      normalize_row(src + r * w * 3, q0, q0 + t * plane, q0 + 2 * t * plane, w, m0, m1, m2, s0, s1, s2);
+      normalize_row(src + r * w * 3, q0, q0 + t * plane, q0 + 2 * t * plane, w, st.m[0], st.m[1], st.m[2], st.s[0],
+                    st.s[1], st.s[2]);
     }
   });
+}
+
+at::Tensor squeeze_time_cpu(const at::Tensor& frames_in, c10::ArrayRef<double> mean, c10::ArrayRef<double> std) {
+  check_squeeze_time_args(frames_in, mean, std);
+  const at::Tensor frames = frames_in.contiguous();
+  const int64_t n = frames.size(0), t = frames.size(1), h = frames.size(2), w = frames.size(3);
+  at::Tensor out = at::empty({n, 3 * t, h, w}, frames.options().dtype(at::kFloat));
+  if (out.numel() > 0) squeeze_time_nchw(frames, Stats(mean, std), out.data_ptr<float>());
   return out;
 }
 
@@ -71,11 +82,11 @@ static void channels_last_row(const uint8_t* const* __restrict__ rows, const T (
 }
 
 template <typename T>
-static void squeeze_time_channels_last(const at::Tensor& frames, const float* m, const float* s, T* dst) {
+static void squeeze_time_channels_last(const at::Tensor& frames, const Stats& st, T* dst) {
   const int64_t n = frames.size(0), t = frames.size(1), h = frames.size(2), w = frames.size(3);
   T lut[3][256];
   for (int c = 0; c < 3; ++c)
-    for (int v = 0; v < 256; ++v) store_f(&lut[c][v], (static_cast<float>(v) - m[c]) / s[c]);
+    for (int v = 0; v < 256; ++v) store_f(&lut[c][v], (static_cast<float>(v) - st.m[c]) / st.s[c]);
   const uint8_t* src = frames.data_ptr<uint8_t>();
   const int64_t frame = h * w * 3;
   at::parallel_for(0, n * h, std::max<int64_t>(1, 4096 / std::max<int64_t>(w * t, 1)), [&](int64_t b, int64_t e) {
@@ -104,17 +115,16 @@ at::Tensor& squeeze_time_out_cpu(const at::Tensor& frames_in, c10::ArrayRef<doub
               "squeezetime::squeeze_time.out: out must be float32 (or channels-last bfloat16), got ",
               out.scalar_type());
   if (out.numel() == 0) return out;
+  const Stats st(mean, std);
   if (out.is_contiguous() && out.scalar_type() == at::kFloat) {  // NCHW (also the layout of N=1, H=W=1 tensors)
-    out.copy_(squeeze_time_cpu(frames, mean, std));  // rare: the optimised path asks for channels-last
+    squeeze_time_nchw(frames, st, out.data_ptr<float>());
     return out;
   }
   TORCH_CHECK(channels_last, "squeezetime::squeeze_time.out: out must be contiguous or channels-last");
-  const float m[3] = {static_cast<float>(mean[0]), static_cast<float>(mean[1]), static_cast<float>(mean[2])};
-  const float s[3] = {static_cast<float>(std[0]), static_cast<float>(std[1]), static_cast<float>(std[2])};
   if (out.scalar_type() == at::kFloat) {
-    squeeze_time_channels_last<float>(frames, m, s, out.data_ptr<float>());
+    squeeze_time_channels_last<float>(frames, st, out.data_ptr<float>());
   } else {
-    squeeze_time_channels_last<uint16_t>(frames, m, s, reinterpret_cast<uint16_t*>(out.data_ptr()));
+    squeeze_time_channels_last<uint16_t>(frames, st, reinterpret_cast<uint16_t*>(out.data_ptr()));
   }
   return out;
 }
