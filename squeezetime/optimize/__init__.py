@@ -283,19 +283,19 @@ class OptimizedSqueezeTime(nn.Module):
         """The CPU path whose input goes through the extension's kernels into a reused channels-last buffer."""
         return self.fused and self.memory_format == torch.channels_last and self.stem._use_packed(x)
 
-    def _stem_per_clip(self, n: int, shape: tuple, write_input) -> Tensor:
+    def _stem_per_clip(self, shape: tuple, write_input) -> Tensor:
         # the input is the network's largest tensor: written channels-last by a kernel, one clip at a time (a
         # whole batch is a fresh allocation of tens of MB, page-faulted on every call), into a per-thread buffer
         # reused from call to call; each clip goes through the stem and the max-pool (which divide its size by
         # 16) before the next is written (the stem's output is a new tensor)
         buf = _input_buffer((1,) + tuple(shape[1:]), self.dtype)
-        parts = [self.maxpool(self.stem(write_input(i, buf))) for i in range(n)]
+        parts = [self.maxpool(self.stem(write_input(i, buf))) for i in range(shape[0])]
         x = parts[0] if len(parts) == 1 else torch.cat(parts)
         return x if x.is_contiguous(memory_format=torch.channels_last) else x.contiguous(memory_format=torch.channels_last)
 
     def features(self, x: Tensor) -> Tensor:
         if self._fast_input(x) and x.dtype == torch.float32 and ops.has_kernel("to_channels_last"):
-            x = self._stem_per_clip(x.shape[0], x.shape, lambda i, buf: torch.ops.squeezetime.to_channels_last(
+            x = self._stem_per_clip(x.shape, lambda i, buf: torch.ops.squeezetime.to_channels_last(
                 x[i:i + 1], out=buf))
         else:
             x = self.maxpool(self.stem(x.to(dtype=self.dtype, memory_format=self.memory_format)))
@@ -325,7 +325,7 @@ class OptimizedSqueezeTime(nn.Module):
         std = list(self.config.get("std", STD) if std is None else std)
         if self._fast_input(frames) and ops.has_kernel("squeeze_time.out") and frames.dtype == torch.uint8:
             n, t, h, w, c = frames.shape
-            x = self._stem_per_clip(n, (n, c * t, h, w), lambda i, buf: torch.ops.squeezetime.squeeze_time.out(
+            x = self._stem_per_clip((n, c * t, h, w), lambda i, buf: torch.ops.squeezetime.squeeze_time.out(
                 frames[i:i + 1], mean, std, out=buf))
             x = self.blocks_and_fold(x)
         else:
