@@ -121,6 +121,16 @@ def _killpg(pgid: int, sig: int) -> None:
         pass
 
 
+def first_line_with(path: str | os.PathLike, markers: tuple[str, ...]) -> str | None:
+    """The first line of the log ``path`` that contains one of ``markers``, stripped; None when there is none or
+    the file cannot be read (the servers' "this start has failed" lines)."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return None
+    return next((line.strip() for line in text.splitlines() if any(m in line for m in markers)), None)
+
+
 def tail_lines(path: str | os.PathLike | None, lines: int = 25) -> str:
     """The last ``lines`` lines of a log file, indented, under a line naming it."""
     if path is None:
@@ -556,5 +566,5 @@ def _stop_at_exit() -> None:
 
 
 __all__ = ["OWNER_FILE", "ManagedProcess", "NotReady", "ProcessError", "ProcessExited", "StartFailed",
-           "clean_stale_dirs", "group_alive", "group_pids", "owned_tempdir", "owner_alive", "pid_alive",
+           "clean_stale_dirs", "first_line_with", "group_alive", "group_pids", "owned_tempdir", "owner_alive", "pid_alive",
            "process_start_time", "processes_mentioning", "read_owner", "tail_lines", "write_owner"]

@@ -38,7 +38,7 @@ from pathlib import Path
 from ...errors import SqueezeTimeError
 from .archive import archive_model_name
 from ..ports import free_ports as free_loopback_ports, port_in_use
-from ..supervisor import ManagedProcess, ProcessError, group_alive
+from ..supervisor import ManagedProcess, ProcessError, first_line_with, group_alive
 
 DEFAULT_PORTS = {"inference": 8080, "management": 8081, "metrics": 8082, "grpc": 7070, "grpc_management": 7071}
 DEFAULT_MAX_REQUEST_SIZE = 64 * 1024 * 1024
@@ -174,11 +174,9 @@ WORKER_FAILURES = ("Backend worker process died", "Load model failed", "Failed t
 def worker_failure(log_dir: str | os.PathLike) -> str | None:
     """A worker that died while loading (TorchServe would retry it forever): the log line that says so."""
     for name in ("ts_log.log", "model_log.log"):
-        path = Path(log_dir) / name
-        if path.exists():
-            for line in path.read_text(errors="replace").splitlines():
-                if any(w in line for w in WORKER_FAILURES):
-                    return line.strip()[-300:]
+        line = first_line_with(Path(log_dir) / name, WORKER_FAILURES)
+        if line:
+            return line[-300:]
     return None
 
 

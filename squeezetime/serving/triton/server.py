@@ -33,8 +33,8 @@ from ...errors import SqueezeTimeError
 from ..ports import free_port, port_in_use
 from .shm import SHM_CHECKS, ShmPlan
 from .shm import plan as shm_plan
-from ..supervisor import (ManagedProcess, ProcessError, ProcessExited, clean_stale_dirs, group_pids,  # noqa: F401
-                          owned_tempdir, pid_alive, processes_mentioning)
+from ..supervisor import (ManagedProcess, ProcessError, ProcessExited, clean_stale_dirs, first_line_with,  # noqa: F401
+                          group_pids, owned_tempdir, pid_alive, processes_mentioning)
 
 logger = logging.getLogger("squeezetime")
 ENV_BINARY = "SQUEEZETIME_TRITONSERVER"
@@ -387,11 +387,7 @@ class TritonServer:
         """tritonserver's own last word when it cannot start ("error: creating server: ..."), or None. Seen in
         CI: after that line (a model failed to load) the process hung on its way out for minutes, so the wait
         ends on the line, not only on the exit."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return None
-        return next((line.strip() for line in text.splitlines() if line.startswith(GAVE_UP)), None)
+        return first_line_with(self.log_path, (GAVE_UP,))
 
     def is_running(self) -> bool:
         return self.supervisor is not None and self.supervisor.poll() is None
