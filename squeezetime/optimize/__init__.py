@@ -291,7 +291,8 @@ class OptimizedSqueezeTime(nn.Module):
         buf = _input_buffer((1,) + tuple(shape[1:]), self.dtype)
         parts = [self.maxpool(self.stem(write_input(i, buf))) for i in range(shape[0])]
         x = parts[0] if len(parts) == 1 else torch.cat(parts)
-        return x if x.is_contiguous(memory_format=torch.channels_last) else x.contiguous(memory_format=torch.channels_last)
+        cl = torch.channels_last
+        return x if x.is_contiguous(memory_format=cl) else x.contiguous(memory_format=cl)
 
     def features(self, x: Tensor) -> Tensor:
         if self._fast_input(x) and x.dtype == torch.float32 and ops.has_kernel("to_channels_last"):

@@ -566,5 +566,6 @@ def _stop_at_exit() -> None:
 
 
 __all__ = ["OWNER_FILE", "ManagedProcess", "NotReady", "ProcessError", "ProcessExited", "StartFailed",
-           "clean_stale_dirs", "first_line_with", "group_alive", "group_pids", "owned_tempdir", "owner_alive", "pid_alive",
+           "clean_stale_dirs", "first_line_with", "group_alive", "group_pids", "owned_tempdir", "owner_alive",
+           "pid_alive",
            "process_start_time", "processes_mentioning", "read_owner", "tail_lines", "write_owner"]
