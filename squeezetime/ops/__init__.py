@@ -53,6 +53,7 @@ def _load() -> dict:
         _state["error"] = "disabled by SQUEEZETIME_DISABLE_EXT=1"
         _state["disabled"] = True
     else:
+        _use_extension_dir()
         try:
             importlib.import_module("squeezetime._C")
             _state["cpu"] = hasattr(torch.ops.squeezetime, "ctl_combine")
@@ -72,6 +73,19 @@ def _load() -> dict:
             except (ImportError, OSError) as e:
                 _state["cuda_error"] = f"{type(e).__name__}: {e}"
     return _state
+
+
+def _use_extension_dir() -> None:
+    """SQUEEZETIME_EXT_DIR: a `setup.py build_ext --build-lib DIR` output, whose squeezetime/_C*.so and
+    _build_info.py are imported instead of the source tree's. One checkout can then be tested under several
+    torch versions, each venv with the extension built against its own torch, out of tree."""
+    ext_dir = os.environ.get("SQUEEZETIME_EXT_DIR")
+    if not ext_dir:
+        return
+    package = sys.modules[__name__.rpartition(".")[0]]  # squeezetime
+    path = os.path.join(os.path.abspath(ext_dir), "squeezetime")
+    if path not in package.__path__:
+        package.__path__.insert(0, path)
 
 
 def _warn_if_built_for_another_torch() -> None:
