@@ -196,8 +196,10 @@ def load(source, *, backend: str = "auto", dtype=None, device=None, threads: int
     ``"demo"`` (the embedded demo model), or an int8 artifact of ``squeezetime quantize`` (recognised by its
     content; served by the ``int8`` backend with the class names and DataConfig it carries).
 
-    backend: "auto" (optimized when the C++ extension is built, else eager), "eager" or "optimized".
-    dtype: None/float32, bfloat16 (CPU) or float16 (CUDA): the compute precision; logits are float32.
+    backend: "auto" (the measured order of backends.auto; on a GPU optimized), "eager", "optimized",
+        "onnxruntime", "openvino" or "int8".
+    dtype: None (float32; float16 for optimized/auto on a GPU), float32, bfloat16 (CPU) or float16 (CUDA): the
+        compute precision; logits are float32.
     threads: ``torch.set_num_threads`` (process-wide). class_names: overrides the model's own.
     budget: the decoding limits per video (pixels per frame, frames, seconds, still images).
     """

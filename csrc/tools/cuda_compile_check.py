@@ -13,6 +13,9 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# every operator (and overload) of the schema: the GPU path calls each of them
+CUDA_OPS = ("squeezetime::squeeze_time", "squeezetime::squeeze_time.out", "squeezetime::ctl_combine",
+            "squeezetime::gate_scale", "squeezetime::to_channels_last", "squeezetime::to_channels_last.out")
 
 
 def main() -> int:
@@ -41,8 +44,7 @@ def main() -> int:
                        extra_cflags=["-O2", "-fopenmp"], extra_ldflags=["-fopenmp"], extra_cuda_cflags=["-O2"],
                        extra_include_paths=tools["wheel_cuda_includes"](cuda_home),
                        is_python_module=False, verbose=False)
-    missing = [op for op in ("squeezetime::squeeze_time", "squeezetime::ctl_combine")
-               if not torch._C._dispatch_has_kernel_for_dispatch_key(op, "CUDA")]
+    missing = [op for op in CUDA_OPS if not torch._C._dispatch_has_kernel_for_dispatch_key(op, "CUDA")]
     print(f"compiled {len(sources)} sources with CUDA_HOME={cuda_home}, torch {torch.__version__} "
           f"(CUDA {torch.version.cuda}) in {time.time() - start:.0f} s; CUDA kernels missing: {missing or 'none'}")
     return 1 if missing else 0

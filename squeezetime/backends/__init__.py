@@ -4,12 +4,14 @@ A backend takes validated uint8 clips ``(N, T, H, W, 3)`` (a CPU tensor) and ret
 ``(N, classes)`` on the CPU. Which ones exist:
 
 - ``eager``: the bit-faithful network (``squeezetime.models``), optionally cast to ``dtype``;
-- ``optimized``: ``squeezetime.optimize`` (folded batch norms, fused C++/CUDA operators, oneDNN pre-packing).
+- ``optimized``: ``squeezetime.optimize`` (folded batch norms, fused C++/CUDA operators, oneDNN pre-packing);
+  on a GPU float16 by default and replayed as CUDA graphs per batch bucket (``CudaGraphBackend``);
+- ``onnxruntime``, ``openvino``: the ONNX export run by those engines (CPU), converted once and cached;
+- ``int8``: an artifact of ``squeezetime quantize`` (OpenVINO, CPU).
 
-``auto`` (the default) is ``optimized`` when the C++ extension is built for the device, else ``eager``; if
-building ``optimized`` fails under ``auto``, the classifier says so once and serves ``eager``. A backend named
-explicitly either works or raises ``BackendError``. New engines (ONNX Runtime, OpenVINO, TensorRT) register a
-builder in ``BUILDERS``.
+``auto`` (the default) tries the measured order of ``auto.auto_order`` (on a GPU: ``optimized`` float16, then
+``eager``) and falls back with one warning per backend that fails to build. A backend named explicitly either
+works or raises ``BackendError``. New engines register a builder in ``BUILDERS``.
 """
 from __future__ import annotations
 
@@ -56,6 +58,12 @@ def _optimized(model, device: torch.device, dtype: torch.dtype) -> Backend:
             check_onednn(dtype)
         except OneDnnSelfTestError as e:
             raise BackendError(str(e)) from e
+    if device.type == "cuda":
+        from .base import CudaGraphBackend
+
+        # optimise a copy on the device: the caller's model stays where it is (a model shared by other paths)
+        module = optimize(copy.deepcopy(model).to(device).eval(), dtype=dtype)
+        return CudaGraphBackend(module, device, dtype, model.data_config)
     module = optimize(model.to(device).eval(), dtype=dtype)  # takes float32 input, returns float32 logits
     return TorchBackend("optimized", module, device, dtype, input_dtype=torch.float32,
                         data_config=model.data_config)
@@ -91,6 +99,13 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 def available_backends() -> list[str]:
     return ["auto", *BUILDERS]
+
+
+def default_dtype(name: str, device: torch.device) -> torch.dtype:
+    """The precision a backend runs in when none is asked for: float16 for ``optimized`` (and ``auto``, which
+    picks it) on a GPU, where tensor cores make it the fast path (within the stated float16 tolerance of the
+    float64 goldens); float32 everywhere else."""
+    return torch.float16 if device.type == "cuda" and name in ("auto", "optimized") else torch.float32
 
 
 def resolve_dtype(dtype) -> torch.dtype:
@@ -137,7 +152,8 @@ def _auto(model, device: torch.device, dtype: torch.dtype) -> Backend:
 
 def create_backend(name: str, model, *, device=None, dtype=None) -> Backend:
     """Build backend ``name`` ("auto", "eager", "optimized") for ``model`` on ``device`` in ``dtype``."""
-    device, dtype = resolve_device(device, model), resolve_dtype(dtype)
+    device = resolve_device(device, model)
+    dtype = default_dtype(name, device) if dtype is None else resolve_dtype(dtype)
     if name == "auto":
         return _auto(model, device, dtype)
     if name not in BUILDERS:
@@ -151,4 +167,4 @@ def create_backend(name: str, model, *, device=None, dtype=None) -> Backend:
 
 
 __all__ = ["BUILDERS", "Backend", "BackendError", "DTYPES", "TorchBackend", "available_backends", "create_backend",
-           "resolve_device", "resolve_dtype"]
+           "default_dtype", "resolve_device", "resolve_dtype"]

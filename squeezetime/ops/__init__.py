@@ -7,9 +7,12 @@
         scale[c] * (temporal + short * sigmoid(glo)) + shift[c] (+ residual) (ReLU): the end of a CTL module
         and the batch norm after it, in one pass.
     gate_scale(x, w1, b1, w2)  x * sigmoid(w2 @ relu(w1 @ mean_hw(x) + b1)) per (n, c): a CTL module's temporal
-        gate applied to its input (CPU kernel, float32 and bfloat16; reference elsewhere)
+        gate applied to its input (CPU: float32, bfloat16; CUDA: float32, float16, bfloat16)
     to_channels_last(x, dtype) / to_channels_last.out(x, *, out)  float32 NCHW -> channels-last float32 or
-        bfloat16 in one tiled pass (CPU; the network's input, its largest tensor)
+        bfloat16 (CUDA: also float16) in one tiled pass (the network's input, its largest tensor)
+
+Every operator has a CPU and a CUDA kernel (csrc/cpu, csrc/cuda); squeeze_time.out on CUDA also writes
+channels-last float16, the GPU network's input.
 
 Importing this module (``import squeezetime`` does) loads the extension when it is built, which registers
 ``torch.ops.squeezetime.*`` with CPU kernels (float32, bfloat16) and, when built against a CUDA torch, CUDA
@@ -31,7 +34,7 @@ from torch import Tensor
 from ..models.registry import MEAN, STD
 from .reference import ctl_combine_reference, gate_scale_reference, squeeze_time_reference
 
-__all__ = ["has_kernel", "ctl_combine", "ctl_combine_reference", "gate_scale", "gate_scale_reference", "cuda_extension_available", "extension_available",
+__all__ = ["has_cuda_kernel", "has_kernel", "ctl_combine", "ctl_combine_reference", "gate_scale", "gate_scale_reference", "cuda_extension_available", "extension_available",
            "extension_error", "squeeze_time", "squeeze_time_reference"]
 
 REINSTALL_HINT = ("reinstall squeezetime with the extension: `pip install --no-build-isolation .` in an "
@@ -153,6 +156,16 @@ def has_kernel(name: str) -> bool:
     return state[key]
 
 
+def has_cuda_kernel(name: str) -> bool:
+    """True when the CUDA extension is loaded and registers a CUDA kernel for ``name`` ("op" or "op.overload")."""
+    state = _load()
+    key = "has_cuda_" + name
+    if key not in state:
+        state[key] = bool(state["cuda"]) and torch._C._dispatch_has_kernel_for_dispatch_key(
+            "squeezetime::" + name, "CUDA")
+    return state[key]
+
+
 def _use_kernel(device: torch.device) -> bool:
     _warn_if_missing()
     state = _load()
@@ -177,9 +190,10 @@ def ctl_combine(temporal: Tensor, short: Tensor, glo: Tensor, scale: Tensor, shi
 
 
 def gate_scale(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor) -> Tensor:
-    """``x * sigmoid(w2 @ relu(w1 @ mean_hw(x) + b1))[n, c]`` in one call (the kernel exists on CPU only)."""
+    """``x * sigmoid(w2 @ relu(w1 @ mean_hw(x) + b1))[n, c]`` in one call (CPU and CUDA kernels; the reference
+    elsewhere). w1, b1, w2: float32 (the gate is computed in float32)."""
     _warn_if_missing()
-    if has_kernel("gate_scale") and x.device.type == "cpu":
+    if (x.device.type == "cpu" and has_kernel("gate_scale")) or (x.device.type == "cuda" and has_cuda_kernel("gate_scale")):
         return torch.ops.squeezetime.gate_scale(x, w1, b1, w2)
     return gate_scale_reference(x, w1, b1, w2)
 

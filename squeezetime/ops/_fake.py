@@ -32,8 +32,8 @@ def register() -> None:
     def _squeeze_time_out_fake(frames, mean, std, *, out):
         shape = _check_squeeze_time(frames, mean, std)
         torch._check(tuple(out.shape) == shape, lambda: f"squeeze_time.out: out must be {shape}")
-        torch._check(out.dtype in (torch.float32, torch.bfloat16),
-                     lambda: f"squeeze_time.out: out must be float32 or bfloat16, got {out.dtype}")
+        torch._check(out.dtype in (torch.float32, torch.bfloat16, torch.float16),
+                     lambda: f"squeeze_time.out: out must be float32, bfloat16 or float16, got {out.dtype}")
         return out  # written in place
 
     @torch.library.register_fake("squeezetime::ctl_combine")
@@ -54,8 +54,8 @@ def register() -> None:
 
     def _check_to_channels_last(x, dtype):
         torch._check(x.dim() == 4 and x.dtype == torch.float32, lambda: "to_channels_last: x must be float32 NCHW")
-        torch._check(dtype in (torch.float32, torch.bfloat16),
-                     lambda: f"to_channels_last: dtype must be float32 or bfloat16, got {dtype}")
+        torch._check(dtype in (torch.float32, torch.bfloat16, torch.float16),
+                     lambda: f"to_channels_last: dtype must be float32, bfloat16 or float16, got {dtype}")
 
     @torch.library.register_fake("squeezetime::to_channels_last")
     def _to_channels_last_fake(x, dtype):
