@@ -69,6 +69,71 @@ def test_gpu_kind_dtype_and_limits(tmp_path, model):
         assert squeezetime.DataConfig.from_dict(saved) == model.data_config
 
 
+def test_gpu_repository_places_both_models_on_the_gpus_and_prefers_the_graph_buckets(tmp_path, model):
+    from tritonclient.grpc import model_config_pb2 as pb
+
+    from squeezetime.optimize.cuda_graphs import buckets_up_to
+
+    repo = write_repository(tmp_path, model, options=RepoOptions(kind="gpu", gpus=(0, 1), max_batch_size=32,
+                                                                 instances=2, video_instances=3))
+    clip = parse_config(repo / "squeezetime" / "config.pbtxt")
+    video = parse_config(repo / "squeezetime_video" / "config.pbtxt")
+    timeline = parse_config(repo / "squeezetime_timeline" / "config.pbtxt")
+    gpu, cpu = pb.ModelInstanceGroup.KIND_GPU, pb.ModelInstanceGroup.KIND_CPU
+    assert [(g.kind, g.count, list(g.gpus)) for g in clip.instance_group] == [(gpu, 2, [0, 1])]
+    assert [(g.kind, g.count, list(g.gpus)) for g in video.instance_group] == [(gpu, 3, [0, 1])]
+    assert [g.kind for g in timeline.instance_group] == [cpu]  # it scores through the clip model (BLS)
+    assert clip.max_batch_size == 32 and video.parameters["clip_max_batch_size"].string_value == "32"
+    assert list(clip.dynamic_batching.preferred_batch_size) == list(buckets_up_to(32)) == [1, 2, 4, 8, 16, 32]
+    assert clip.parameters["dtype"].string_value == "float16"  # the GPU's default precision
+    text = (repo / "squeezetime" / "config.pbtxt").read_text()
+    note = text[:text.index("dynamic_batching {")].splitlines()[-2:]
+    assert all(line.startswith("#") for line in note) and "CUDA graph buckets up to max_batch_size" in note[0]
+
+
+def test_gpu_repository_without_gpus_uses_every_visible_gpu(tmp_path, model):
+    from tritonclient.grpc import model_config_pb2 as pb
+
+    repo = write_repository(tmp_path, model, options=RepoOptions(kind="gpu", max_batch_size=1, dtype="float32"))
+    clip = parse_config(repo / "squeezetime" / "config.pbtxt")
+    assert [(g.kind, list(g.gpus)) for g in clip.instance_group] == [(pb.ModelInstanceGroup.KIND_GPU, [])]
+    assert list(clip.dynamic_batching.preferred_batch_size) == [1]
+    assert clip.parameters["dtype"].string_value == "float32"
+
+
+def test_cpu_repository_prefers_full_batches(tmp_path, model):
+    from tritonclient.grpc import model_config_pb2 as pb
+
+    repo = write_repository(tmp_path, model, options=RepoOptions(max_batch_size=6))
+    clip = parse_config(repo / "squeezetime" / "config.pbtxt")
+    video = parse_config(repo / "squeezetime_video" / "config.pbtxt")
+    assert list(clip.dynamic_batching.preferred_batch_size) == [6]
+    assert clip.parameters["dtype"].string_value == "float32"
+    for config in (clip, video):
+        assert [(g.kind, list(g.gpus)) for g in config.instance_group] == [(pb.ModelInstanceGroup.KIND_CPU, [])]
+
+
+@pytest.mark.parametrize("bad, message", [(dict(kind="gpu", max_batch_size=12), r"got 12 \(a batch of 12 runs as 16\)"),
+                                          (dict(kind="gpu", max_batch_size=512), "CUDA graph bucket"),
+                                          (dict(gpus=(0,)), "go with kind 'gpu'"),
+                                          (dict(kind="gpu", gpus=(-1,)), "device ids >= 0")])
+def test_bad_gpu_options(tmp_path, model, bad, message):
+    with pytest.raises(squeezetime.InputError, match=message):
+        write_repository(tmp_path, model, options=RepoOptions(**bad))
+
+
+def test_cli_writes_a_gpu_repository(tmp_path, capsys):
+    from squeezetime.cli import main
+
+    assert main(["triton-repo", "--demo", "--out", str(tmp_path), "--kind", "gpu", "--gpus", "1,3",
+                 "--max-batch-size", "16"]) == 0
+    clip = parse_config(tmp_path / "squeezetime" / "config.pbtxt")
+    assert list(clip.instance_group[0].gpus) == [1, 3] and clip.max_batch_size == 16
+    assert list(clip.dynamic_batching.preferred_batch_size) == [1, 2, 4, 8, 16]
+    assert main(["triton-repo", "--demo", "--out", str(tmp_path), "--kind", "gpu", "--max-batch-size", "24"]) == 2
+    assert "CUDA graph bucket" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("bad", [dict(kind="tpu"), dict(dtype="int8"), dict(max_batch_size=0),
                                  dict(instances=0), dict(backend="maybe")])
 def test_bad_options(tmp_path, model, bad):
@@ -96,7 +161,8 @@ def test_committed_triton_repo_is_the_package_templates():
                                      "video_instances", "kind", "dtype", "num_threads", "max_queue_delay_us",
                                      "max_video_bytes", "backend", "max_pixels", "max_frames",
                                      "max_decode_seconds", "allow_still_images", "max_queue_size",
-                                     "queue_timeout_us", "decode_threads", "max_in_flight", "warmup", "checkpoint"}
+                                     "queue_timeout_us", "decode_threads", "max_in_flight", "warmup", "checkpoint",
+                                     "video_kind", "gpus", "preferred_batch_sizes", "batching_note"}
     assert (ROOT / "triton_repo" / "README.md").is_file()
 
 

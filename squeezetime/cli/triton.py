@@ -25,8 +25,13 @@ def register(sub) -> None:
     p.add_argument("--max-batch-size", type=int, default=8, help="max_batch_size of both models (default 8)")
     p.add_argument("--instances", type=int, default=1, help="instances of the clip model (default 1)")
     p.add_argument("--video-instances", type=int, default=2, help="instances of squeezetime_video (default 2)")
-    p.add_argument("--kind", choices=["cpu", "gpu"], default="cpu", help="instance_group kind of the clip model")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="compute dtype of the clip model")
+    p.add_argument("--kind", choices=["cpu", "gpu"], default="cpu",
+                   help="instance_group kind of squeezetime and squeezetime_video (gpu: KIND_GPU, the clip model on "
+                        "cuda:<device id> with CUDA graphs per batch bucket; --max-batch-size must be a bucket)")
+    p.add_argument("--gpus", type=device_ids, default=(), metavar="IDS",
+                   help="--kind gpu: device ids of the instance groups, e.g. 0,1 (default: every visible GPU)")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default=None,
+                   help="compute dtype of the clip model (default: float32 on the CPU, float16 on a GPU)")
     p.add_argument("--threads", type=int, default=0, help="torch threads of the clip model (0: all cores)")
     p.add_argument("--max-queue-delay-us", type=int, default=2000, help="dynamic batching max_queue_delay")
     p.add_argument("--max-queue-size", type=positive_int, default=64,
@@ -73,12 +78,23 @@ def register(sub) -> None:
     p.set_defaults(func=run_client, csv=False, plot=None)
 
 
+def device_ids(text: str) -> tuple[int, ...]:
+    """``--gpus 0,1`` -> (0, 1)."""
+    try:
+        ids = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected GPU ids like 0,1, got {text!r}") from None
+    if not ids or min(ids) < 0:
+        raise argparse.ArgumentTypeError(f"expected GPU ids >= 0 like 0,1, got {text!r}")
+    return ids
+
+
 def run_repo(args: argparse.Namespace) -> int:
     import squeezetime
     from ..serving.triton import RepoOptions, write_repository
 
     options = RepoOptions(max_batch_size=args.max_batch_size, instances=args.instances,
-                          video_instances=args.video_instances, kind=args.kind, dtype=args.dtype,
+                          video_instances=args.video_instances, kind=args.kind, gpus=args.gpus, dtype=args.dtype,
                           num_threads=args.threads, max_queue_delay_us=args.max_queue_delay_us,
                           max_queue_size=args.max_queue_size, queue_timeout_us=args.queue_timeout_us,
                           max_video_bytes=args.max_video_bytes, backend="eager" if args.no_optimize else args.backend)

@@ -39,6 +39,7 @@ import numpy as np
 from ...errors import SqueezeTimeError
 from ...video.decode import DecodeCancelled
 from .. import metrics as m
+from ..devices import require_cuda, triton_device, warm_up_graphs
 from ..requests import (DEFAULT_MAX_VIDEO_BYTES, RequestError, RequestLimits, ascii_message, check_clip_array,
                         check_video_size, decode_budget, parse_topk, parse_views, setting_flag,
                         video_clips)
@@ -66,6 +67,24 @@ def input_dims(model_config: dict, name: str) -> list[int]:
         if entry["name"] == name:
             return [int(d) for d in entry["dims"]]
     raise ValueError(f"the model config has no input {name}")
+
+
+def instance_device(args: dict) -> str:
+    """The device of this model instance: ``cuda:<model_instance_device_id>`` for a KIND_GPU instance (refused
+    with the reason when torch cannot use that GPU), else ``cpu``."""
+    device = triton_device(args.get("model_instance_kind"), args.get("model_instance_device_id"))
+    if device != "cpu":
+        require_cuda(device, f"Triton (KIND_GPU instance {args.get('model_instance_name', '')!r})")
+    return device
+
+
+def cpu_outputs() -> dict:
+    """The BLS keyword that asks for the clip model's outputs in CPU memory, where ``as_numpy`` reads them (a
+    KIND_GPU caller may otherwise be handed GPU memory); {} on python backends older than PreferredMemory."""
+    pb = _pb()
+    if not hasattr(pb, "PreferredMemory"):
+        return {}
+    return {"preferred_memory": pb.PreferredMemory(pb.TRITONSERVER_MEMORY_CPU, 0)}
 
 
 def _error(message: str, code: str = "INVALID_ARG"):
@@ -175,10 +194,12 @@ class ClipModel:
         params = parameters(config)
         version_dir = Path(args["model_repository"]) / args["model_version"]
         threads = int(params.get("num_threads", "0") or 0) or None
+        max_batch = max(1, int(config.get("max_batch_size", 8)))
+        self.device = instance_device(args)
         self.classifier = squeezetime.load(str(version_dir / params.get("checkpoint", "model.pth")),
                                            backend=params.get("backend", "auto") or "auto",
-                                           dtype=params.get("dtype", "float32") or "float32", threads=threads,
-                                           batch_size=max(1, int(config.get("max_batch_size", 8))))
+                                           dtype=params.get("dtype") or None, device=self.device, threads=threads,
+                                           batch_size=max_batch)
         d = self.classifier.data_config
         dims = input_dims(config, "CLIP")
         if dims != [d.num_frames, d.crop_size, d.crop_size, 3]:
@@ -186,7 +207,9 @@ class ClipModel:
                              f"[{d.num_frames}, {d.crop_size}, {d.crop_size}, 3]")
         self.limits = RequestLimits(max_clips=max(1, int(config.get("max_batch_size", 1))))
         self.metrics = _recorder(args["model_name"])
-        _log("info", f"squeezetime: {args['model_name']} loaded: {self.classifier!r}")
+        graphs = warm_up_graphs(self.classifier, max_batch)  # batches of <= max_batch meet these buckets only
+        _log("info", f"squeezetime: {args['model_name']} loaded on {self.device}: {self.classifier!r}"
+                     + (f", CUDA graphs captured for batches {list(graphs)}" if graphs else ""))
 
     def execute(self, requests):
         pb = _pb()
@@ -474,8 +497,9 @@ class VideoModel:
         for i in range(0, len(clips), self.clip_batch):
             if cancelled():
                 raise DecodeCancelled("the request was cancelled while its clips were scored")
+            chunk = np.ascontiguousarray(clips[i:i + self.clip_batch])
             request = pb.InferenceRequest(model_name=self.clip_model, requested_output_names=["PROBS"],
-                                          inputs=[pb.Tensor("CLIP", np.ascontiguousarray(clips[i:i + self.clip_batch]))])
+                                          inputs=[pb.Tensor("CLIP", chunk)], **cpu_outputs())
             response = await request.async_exec()
             if response.has_error():
                 raise RuntimeError(f"{self.clip_model}: {response.error().message()}")
@@ -515,5 +539,5 @@ class VideoModel:
             self.loop_thread.join(timeout=10)
 
 
-__all__ = ["ClipModel", "DATA_CONFIG_FILE", "DecodePool", "LABELS_FILE", "TritonMetrics", "VideoModel",
-           "decode_cost", "input_dims", "parameters", "read_labels"]
+__all__ = ["ClipModel", "DATA_CONFIG_FILE", "DecodePool", "LABELS_FILE", "TritonMetrics", "VideoModel", "cpu_outputs",
+           "decode_cost", "input_dims", "instance_device", "parameters", "read_labels"]

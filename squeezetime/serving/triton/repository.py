@@ -16,6 +16,13 @@ Layout (Triton's conventions)::
     repo/squeezetime_video/1/model.py      -> squeezetime.serving.triton.backend.VideoModel
     repo/squeezetime_timeline/...          decoupled, VIDEO [+ STRIDE, TOPK] -> one response per window (BLS)
 
+``kind="gpu"`` (``--kind gpu``) puts ``squeezetime`` and ``squeezetime_video`` in ``KIND_GPU`` instance groups
+(``count`` instances on each GPU of ``gpus``, every visible GPU when empty): the clip model then loads its
+``Classifier`` on ``cuda:<device id>`` (fp16 unless ``dtype`` says otherwise) and captures the CUDA graph of
+every batch bucket up to ``max_batch_size`` at load; ``max_batch_size`` must be a bucket and the dynamic
+batcher's preferred sizes are those buckets. The video model decodes on the CPU either way (its instances
+are placed per GPU, so decoding capacity grows with the GPUs its clips feed).
+
 The templates ship inside the package (``squeezetime/serving/triton/templates``); the project's
 ``triton_repo/`` links to them. A Torch-TensorRT ``tensorrt_plan`` model joins as another entry of ``MODELS``.
 """
@@ -33,6 +40,7 @@ from ...backends import DTYPES, available_backends
 from ...backends.int8 import is_int8_artifact, read_artifact
 from ...errors import InputError
 from ...video import DEFAULT_BUDGET, DecodeBudget
+from ..devices import check_bucket, graph_buckets
 from ..requests import DEFAULT_MAX_VIDEO_BYTES
 from .backend import DATA_CONFIG_FILE, LABELS_FILE
 
@@ -50,7 +58,8 @@ class RepoOptions:
     instances: int = 1
     video_instances: int = 2
     kind: str = "cpu"
-    dtype: str = "float32"
+    gpus: tuple[int, ...] = ()        # kind "gpu": the device ids of the instance groups (empty: every visible GPU)
+    dtype: str | None = None          # None: float32 on the CPU, float16 on a GPU
     num_threads: int = 0              # 0: all cores (torch.set_num_threads in the clip model)
     max_queue_delay_us: int = 2000
     max_queue_size: int = 64          # requests waiting per model; beyond it Triton answers UNAVAILABLE at once
@@ -70,8 +79,12 @@ class RepoOptions:
             raise InputError("instance counts must be >= 1")
         if self.kind not in KINDS:
             raise InputError(f"kind must be one of {sorted(KINDS)}, got {self.kind!r}")
-        if self.dtype not in DTYPES:
-            raise InputError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.dtype is not None and self.dtype not in DTYPES:
+            raise InputError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        if self.gpus and (self.kind != "gpu" or any(int(g) < 0 for g in self.gpus)):
+            raise InputError(f"gpus (device ids >= 0) go with kind 'gpu', got kind {self.kind!r}, gpus {self.gpus}")
+        if self.kind == "gpu":
+            check_bucket(self.max_batch_size, "max_batch_size")
         if self.max_queue_size < 1 or self.queue_timeout_us < 0:
             raise InputError("max_queue_size must be >= 1 and queue_timeout_us >= 0")
         if self.max_video_bytes < 1:
@@ -84,6 +97,24 @@ class RepoOptions:
 
 def template_dir() -> Path:
     return Path(str(resources.files("squeezetime.serving.triton").joinpath("templates")))
+
+
+def compute_dtype(options: RepoOptions) -> str:
+    """The clip model's precision: the one asked for, else float16 on a GPU and float32 on the CPU."""
+    return options.dtype or ("float16" if options.kind == "gpu" else "float32")
+
+
+def placement_values(options: RepoOptions) -> dict[str, str]:
+    """The template fields that differ between CPU and GPU repositories: instance kinds and GPUs, and the sizes
+    the dynamic batcher prefers (on a GPU: the CUDA graph buckets, since any other size is padded to one)."""
+    gpu = options.kind == "gpu"
+    sizes = graph_buckets(options.max_batch_size) if gpu else (options.max_batch_size,)
+    note = ("# preferred_batch_size: the CUDA graph buckets up to max_batch_size (a batch of another size is padded "
+            "to the next bucket);\n# the clip model captures the graph of each of them at load."
+            if gpu else "# preferred_batch_size: full batches (the CPU kernels have no per-size graphs).")
+    return dict(kind=KINDS[options.kind], video_kind=KINDS[options.kind],
+                gpus=f"\n    gpus: [ {', '.join(str(int(g)) for g in options.gpus)} ]" if options.gpus else "",
+                preferred_batch_sizes=", ".join(str(s) for s in sizes), batching_note=note)
 
 
 def render_config(model: str, values: dict) -> str:
@@ -106,9 +137,9 @@ def write_repository(out: str | os.PathLike, model=None, *, checkpoint: str | os
     int8 = model is None and checkpoint is not None and is_int8_artifact(checkpoint)
     if int8:  # `squeezetime quantize` output: served as it is, by the int8 backend
         artifact = read_artifact(checkpoint)
-        if options.backend not in ("auto", "int8") or options.dtype != "float32":
+        if options.backend not in ("auto", "int8") or options.dtype not in (None, "float32") or options.kind != "cpu":
             raise InputError("an int8 artifact is served by the int8 backend in its own precision "
-                             "(backend auto or int8, dtype float32)")
+                             "on the CPU (backend auto or int8, dtype float32, kind cpu)")
         names, data_config = artifact.class_names, artifact.data_config
     else:
         if model is None:
@@ -125,14 +156,15 @@ def write_repository(out: str | os.PathLike, model=None, *, checkpoint: str | os
     values = dict(checkpoint=weights, max_batch_size=options.max_batch_size, num_frames=data_config.num_frames,
                   crop_size=data_config.crop_size,
                   num_classes=len(names), instances=options.instances, video_instances=options.video_instances,
-                  kind=KINDS[options.kind], dtype=options.dtype, num_threads=options.num_threads,
+                  dtype=compute_dtype(options), num_threads=options.num_threads,
                   max_queue_delay_us=options.max_queue_delay_us, max_queue_size=options.max_queue_size,
                   queue_timeout_us=options.queue_timeout_us, max_video_bytes=options.max_video_bytes,
                   max_pixels=options.budget.max_pixels, max_frames=options.budget.max_frames,
                   max_decode_seconds=options.budget.max_seconds,
                   allow_still_images=str(options.budget.allow_still_images).lower(),
                   backend=options.backend, decode_threads=options.decode_threads,
-                  max_in_flight=options.max_in_flight, warmup=str(bool(options.warmup)).lower(), **options.extra)
+                  max_in_flight=options.max_in_flight, warmup=str(bool(options.warmup)).lower(),
+                  **placement_values(options), **options.extra)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for name in MODELS:
@@ -161,5 +193,5 @@ def parse_config(path: str | os.PathLike):
     return text_format.Parse(Path(path).read_text(encoding="utf-8"), model_config_pb2.ModelConfig())
 
 
-__all__ = ["CLIP_MODEL", "KINDS", "MODELS", "RepoOptions", "TIMELINE_MODEL", "VIDEO_MODEL", "parse_config",
-           "render_config", "template_dir", "write_repository"]
+__all__ = ["CLIP_MODEL", "KINDS", "MODELS", "RepoOptions", "TIMELINE_MODEL", "VIDEO_MODEL", "compute_dtype",
+           "parse_config", "placement_values", "render_config", "template_dir", "write_repository"]
