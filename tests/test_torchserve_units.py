@@ -105,6 +105,49 @@ def test_archive_contents(tmp_path, demo_model):
     assert all((a == b).all() for a, b in zip(reloaded.state_dict().values(), demo_model.state_dict().values()))
 
 
+def test_gpu_archive_config_asks_for_gpus_and_says_the_batches_are_buckets():
+    import yaml
+
+    from squeezetime.serving.torchserve.archive import ArchiveOptions, model_config_yaml
+
+    text = model_config_yaml(ArchiveOptions(device="gpu", gpus=(0, 2), batch_size=8, max_clips_per_forward=32))
+    config = yaml.safe_load(text)
+    assert config["deviceType"] == "gpu" and config["deviceIds"] == [0, 2] and config["batchSize"] == 8
+    assert config["handler"]["device"] == "gpu" and config["handler"]["max_clips_per_forward"] == 32
+    assert config["handler"]["dtype"] is None  # the handler's default: float16 on the GPU
+    assert "padded to a CUDA graph bucket" in text and "buckets up to 32 before READY" in text
+    default = yaml.safe_load(model_config_yaml(ArchiveOptions()))
+    assert "deviceType" not in default and default["handler"]["device"] == "auto"  # TorchServe's own choice
+    cpu = yaml.safe_load(model_config_yaml(ArchiveOptions(device="cpu", dtype="bfloat16")))
+    assert cpu["deviceType"] == "cpu" and "deviceIds" not in cpu and cpu["handler"]["dtype"] == "bfloat16"
+
+
+@pytest.mark.parametrize("bad, message", [(dict(device="gpu", batch_size=3), "batch-size must be a CUDA graph bucket"),
+                                          (dict(device="gpu", max_clips_per_forward=30), "max-clips-per-forward"),
+                                          (dict(gpus=(1,)), "go with device 'gpu'"),
+                                          (dict(device="tpu"), "device must be one of")])
+def test_bad_device_options_are_refused_before_archiving(tmp_path, bad, message):
+    import squeezetime
+    from squeezetime.serving.torchserve.archive import ArchiveOptions, build_archive
+
+    with pytest.raises(squeezetime.InputError, match=message):
+        build_archive(tmp_path, options=ArchiveOptions(**bad))
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_gpu_options(tmp_path, capsys):
+    from squeezetime.cli import main
+    from squeezetime.cli.torchserve import gpu_config
+
+    assert gpu_config(None) == {} and gpu_config(0) == {"number_of_gpu": 0}
+    with pytest.raises(ValueError, match="number-of-gpu"):
+        gpu_config(-1)
+    assert main(["archive", "--demo", "--out", str(tmp_path), "--device", "gpu", "--max-clips-per-forward", "30"]) == 2
+    assert "max-clips-per-forward must be a CUDA graph bucket" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["archive", "--demo", "--out", str(tmp_path), "--device", "gpu", "--gpus", "a,b"])
+
+
 def cli(*args, timeout=300, env=None):
     return subprocess.run([sys.executable, "-m", "squeezetime.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env=env)
@@ -117,14 +160,17 @@ def test_cli_archive_start_status_stop(tmp_path, demo_videos):
     from squeezetime.serving.torchserve.server import free_ports
 
     store, run = tmp_path / "store", tmp_path / "run"
-    done = cli("archive", "--demo", "--out", str(store), "--model-name", "motions", "--batch-size", "2")
+    # deviceType cpu and number_of_gpu 0: TorchServe's frontend takes our GPU keys (a CPU worker either way here)
+    done = cli("archive", "--demo", "--out", str(store), "--model-name", "motions", "--batch-size", "2",
+               "--device", "cpu")
     assert done.returncode == 0, done.stderr
     assert (store / "motions.mar").exists()
     ports = free_ports()
     start = ["torchserve", "start", "--model-store", str(store), "--models", "motions=motions.mar",
              "--run-dir", str(run), "--inference-port", str(ports["inference"]),
              "--management-port", str(ports["management"]), "--metrics-port", str(ports["metrics"]),
-             "--grpc-port", str(ports["grpc"]), "--grpc-management-port", str(ports["grpc_management"])]
+             "--grpc-port", str(ports["grpc"]), "--grpc-management-port", str(ports["grpc_management"]),
+             "--number-of-gpu", "0"]
     try:
         done = cli(*start)
         assert done.returncode == 0, done.stdout + done.stderr
@@ -136,6 +182,8 @@ def test_cli_archive_start_status_stop(tmp_path, demo_videos):
         path, truth = demo_videos[0]
         assert RestClient(f"http://127.0.0.1:{ports['inference']}", "motions").predict(path)[0]["label"] == truth
         pid = json.loads((run / "state.json").read_text())["pid"]
+        assert "\nnumber_of_gpu=0\n" in (run / "config.properties").read_text()
+        assert "Invalid device" not in (run / "logs" / "ts_log.log").read_text()
     finally:
         stopped = cli("torchserve", "stop", "--run-dir", str(run), timeout=120)
     assert stopped.returncode == 0 and "stopped" in stopped.stdout

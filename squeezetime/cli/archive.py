@@ -6,8 +6,9 @@ import sys
 
 
 def register(sub) -> None:
-    from ..backends import available_backends
-    from ..serving.torchserve.archive import LEGACY_OPTIMIZE
+    from ..backends import DTYPES, available_backends
+    from ..serving.torchserve.archive import DEVICES, LEGACY_OPTIMIZE
+    from .triton import device_ids
 
     p = sub.add_parser("archive", help="build a TorchServe .mar archive (torch-model-archiver)",
                        description="Build <out>/<model-name>.mar: the checkpoint, the handler entry point, "
@@ -35,6 +36,14 @@ def register(sub) -> None:
     p.add_argument("--optimize", choices=sorted(LEGACY_OPTIMIZE), default=None,
                    help="older spelling of --backend: on = optimized, off = eager")
     p.add_argument("--threads", type=int, default=0, help="torch threads per worker (0: torch's default)")
+    p.add_argument("--device", choices=DEVICES, default="auto",
+                   help="auto (default): the GPU TorchServe assigns when torch has one, else the CPU; cpu; gpu: "
+                        "deviceType gpu, fails without a GPU, --batch-size and --max-clips-per-forward must be "
+                        "CUDA graph buckets")
+    p.add_argument("--gpus", type=device_ids, default=(), metavar="IDS",
+                   help="--device gpu: the GPU ids of this model's workers (deviceIds), e.g. 0,1 (default: all)")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default=None,
+                   help="compute dtype (default: float32 on the CPU, float16 on a GPU)")
     p.set_defaults(func=run)
 
 
@@ -48,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
                           response_timeout_s=args.response_timeout, default_views=args.views,
                           default_topk=args.topk, max_clips_per_forward=args.max_clips_per_forward,
                           backend=LEGACY_OPTIMIZE[args.optimize] if args.optimize else args.backend,
-                          threads=args.threads)
+                          threads=args.threads, device=args.device, gpus=args.gpus, dtype=args.dtype)
     try:
         path = build_archive(args.out, checkpoint=args.checkpoint, arch=args.arch, options=opts)
     except (SqueezeTimeError, OSError) as e:

@@ -39,6 +39,8 @@ def register(sub) -> None:
                        help="require 'Authorization: Bearer <key>' (keys: `squeezetime torchserve key`)")
     start.add_argument("--enable-model-api", action="store_true",
                        help="allow registering/unregistering models over the management API")
+    start.add_argument("--number-of-gpu", type=int, default=None, metavar="N",
+                       help="GPUs TorchServe hands out to workers as gpu_id (default: every GPU it sees; 0: CPU only)")
     start.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for READY workers")
     start.add_argument("--foreground", action="store_true", help="stay attached; Ctrl-C stops the server")
     _run_dir(start)
@@ -67,6 +69,15 @@ def _run_dir(p) -> None:
                    "$SQUEEZETIME_TORCHSERVE_RUN_DIR or ~/.cache/squeezetime/torchserve)")
 
 
+def gpu_config(number_of_gpu: int | None) -> dict:
+    """config.properties' number_of_gpu when given (TorchServe's default: every GPU it sees)."""
+    if number_of_gpu is None:
+        return {}
+    if number_of_gpu < 0:
+        raise ValueError(f"--number-of-gpu must be >= 0, got {number_of_gpu}")
+    return {"number_of_gpu": number_of_gpu}
+
+
 def run_start(args: argparse.Namespace) -> int:
     from ..serving.torchserve import server
 
@@ -76,7 +87,8 @@ def run_start(args: argparse.Namespace) -> int:
         info = server.start(args.model_store, models=_models(args.models), run_dir=args.run_dir, ports=ports,
                             max_request_size=args.max_request_size, job_queue_size=args.job_queue_size,
                             token_auth=args.token_auth,
-                            enable_model_api=args.enable_model_api, timeout=args.timeout)
+                            enable_model_api=args.enable_model_api, timeout=args.timeout,
+                            extra_config=gpu_config(args.number_of_gpu))
     except (server.TorchServeError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE

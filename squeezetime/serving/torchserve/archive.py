@@ -32,6 +32,7 @@ from ...backends import available_backends
 from ...backends.int8 import is_int8_artifact, read_artifact
 from ...errors import InputError, SqueezeTimeError
 from ...video import DEFAULT_BUDGET, DecodeBudget
+from ..devices import check_bucket
 
 DEFAULT_MODEL_NAME = "squeezetime"
 ENTRY_FILE = "squeezetime_handler.py"
@@ -60,6 +61,12 @@ class ArchiveOptions:
     max_video_bytes: int = 64 * 1024 * 1024
     budget: DecodeBudget = DEFAULT_BUDGET  # decoding limits per video (pixels, frames, seconds, still images)
     threads: int = 0  # torch threads per worker; 0: torch's default
+    device: str = "auto"  # auto: the GPU TorchServe assigns (gpu_id) when torch has one; cpu; gpu (required)
+    gpus: tuple[int, ...] = ()  # device "gpu": TorchServe's deviceIds for this model's workers (empty: all it uses)
+    dtype: str | None = None  # None: float32 on the CPU, float16 on a GPU
+
+
+DEVICES = ("auto", "cpu", "gpu")
 
 
 def entry_source() -> str:
@@ -74,7 +81,7 @@ def model_config_yaml(opts: ArchiveOptions) -> str:
                "max_video_bytes": opts.max_video_bytes, "max_pixels": opts.budget.max_pixels,
                "max_frames": opts.budget.max_frames, "max_decode_seconds": opts.budget.max_seconds,
                "allow_still_images": opts.budget.allow_still_images,
-               "threads": opts.threads}
+               "threads": opts.threads, "device": opts.device, "dtype": opts.dtype}
     lines = [
         "# Written by `squeezetime archive`. TorchServe reads the top-level keys; the handler reads `handler`.",
         f"minWorkers: {opts.workers}",
@@ -83,10 +90,25 @@ def model_config_yaml(opts: ArchiveOptions) -> str:
         f"maxBatchDelay: {opts.max_batch_delay_ms}      # ms a partial batch waits for more requests",
         f"responseTimeout: {opts.response_timeout_s}   # s per batch before the worker is restarted",
         f"startupTimeout: {opts.startup_timeout_s}    # s for the handler's initialize()",
+        *device_lines(opts),
         "handler:",
     ]
     lines += [f"  {k}: {json.dumps(v)}" for k, v in handler.items()]
     return "\n".join(lines) + "\n"
+
+
+def device_lines(opts: ArchiveOptions) -> list[str]:
+    """TorchServe's deviceType/deviceIds for ``--device cpu|gpu`` (none for auto: TorchServe's own choice)."""
+    if opts.device == "auto":
+        return []
+    lines = [f"deviceType: {opts.device}        # TorchServe places the workers (gpu: a gpu_id each, round robin)"]
+    if opts.gpus:
+        lines.append(f"deviceIds: [{', '.join(str(int(g)) for g in opts.gpus)}]")
+    if opts.device == "gpu":
+        lines += ["# On a GPU a batch of clips is padded to a CUDA graph bucket (1, 2, 4, ..., 256): batchSize and",
+                  f"# max_clips_per_forward are buckets, and each worker captures the graphs of the buckets up to "
+                  f"{opts.max_clips_per_forward} before READY."]
+    return lines
 
 
 def _validate(opts: ArchiveOptions) -> None:
@@ -99,6 +121,13 @@ def _validate(opts: ArchiveOptions) -> None:
         raise InputError("max-batch-delay-ms must be >= 0")
     if opts.backend not in available_backends():
         raise InputError(f"backend must be one of {available_backends()}")
+    if opts.device not in DEVICES:
+        raise InputError(f"device must be one of {list(DEVICES)}, got {opts.device!r}")
+    if opts.gpus and (opts.device != "gpu" or min(opts.gpus) < 0):
+        raise InputError(f"gpus (device ids >= 0) go with device 'gpu', got device {opts.device!r}, gpus {opts.gpus}")
+    if opts.device == "gpu":
+        check_bucket(opts.batch_size, "batch-size")
+        check_bucket(opts.max_clips_per_forward, "max-clips-per-forward")
 
 
 class _ModelSource:
@@ -119,8 +148,9 @@ class _Int8Source:
     """An int8 artifact of ``squeezetime quantize``: copied as it is (the worker's load() recognises it)."""
 
     def __init__(self, artifact, path, opts: ArchiveOptions):
-        if opts.backend not in ("auto", "int8"):
-            raise InputError(f"an int8 artifact is served by the int8 backend, not {opts.backend!a}")
+        if opts.backend not in ("auto", "int8") or opts.device == "gpu":
+            raise InputError(f"an int8 artifact is served by the int8 backend on the CPU, not {opts.backend!a} "
+                             f"on device {opts.device!a}")
         self.path, self.data_config = path, artifact.data_config
         self.config = artifact.meta.get("source", {}).get("model_config", {})
         self.class_names = artifact.class_names

@@ -5,16 +5,18 @@ repository) subclasses :class:`SqueezeTimeHandler`; the worker imports this modu
 ``squeezetime`` installed in TorchServe's Python environment (see docs/torchserve.md).
 
 BaseHandler's life cycle:
-- ``initialize``: ``squeezetime.load`` of the archive's checkpoint on the context's device (``gpu_id``), with
-  the class names of the archive's ``index_to_name.json`` and the settings of ``model-config.yaml``;
+- ``initialize``: ``squeezetime.load`` of the archive's checkpoint on the context's device (``gpu_id``; setting
+  ``device``: auto, cpu or gpu), with the class names of the archive's ``index_to_name.json`` and the settings
+  of ``model-config.yaml``;
 - ``preprocess``: each request is validated on its own (``inputs.parse_request``); a bad one gets HTTP 400
   with an ASCII message, the others go on;
 - ``inference``: the clips of all good requests in one ``Classifier.scores`` call (batched);
 - ``postprocess``: ``Classifier.summarize_many``: one JSON list ``[{"label", "probability"}, ...]`` each.
 
-``initialize`` warms the classifier up before the worker reports READY (setting ``warmup``, default on): one
-forward at batch 1 and at ``max_clips_per_forward`` with zeros, and a tiny generated video decoded in every
-decode thread. The requests of a batch are read and decoded in ``decode_threads`` threads (PyAV releases the GIL).
+``initialize`` warms the classifier up before the worker reports READY (setting ``warmup``, default on): on a GPU
+the CUDA graph of every batch bucket up to ``max_clips_per_forward``, one forward at batch 1 and at
+``max_clips_per_forward`` with zeros, and a tiny generated video decoded in every decode thread. The requests
+of a batch are read and decoded in ``decode_threads`` threads (PyAV releases the GIL).
 Metrics (``squeezetime.serving.metrics``: per-stage histograms, requests, clips, rejections by reason) go through
 ``context.metrics``; TorchServe exports them at its metrics address in ``metrics_mode=prometheus`` with the
 ``metrics.yaml`` beside this file as ``metrics_config``.
@@ -37,6 +39,7 @@ import squeezetime
 from squeezetime.errors import SqueezeTimeError
 
 from .. import metrics as m
+from ..devices import require_cuda, warm_up_graphs
 from ..requests import RequestLimits, ascii_message, decode_budget, setting_flag
 from .archive import LEGACY_OPTIMIZE
 from .inputs import Parsed, parse_request
@@ -44,8 +47,8 @@ from .inputs import Parsed, parse_request
 logger = logging.getLogger(__name__)
 
 DEFAULTS = {"default_views": None, "default_topk": 5, "max_clips_per_request": 30, "max_clips_per_forward": 16,
-            "backend": "auto", "dtype": "float32", "threads": 0, "squeezetime_version": None, "decode_threads": 2,
-            "warmup": True}
+            "backend": "auto", "dtype": None, "device": "auto", "threads": 0, "squeezetime_version": None,
+            "decode_threads": 2, "warmup": True}  # dtype None: float32 on the CPU, float16 on a GPU
 INDEX_TO_NAME = "index_to_name.json"
 BATCH_LOG = "SQUEEZETIME_BATCH"  # grep-able line per batch in model_log.log
 
@@ -125,12 +128,21 @@ def read_class_names(model_dir: str) -> list[str] | None:
     return [mapping[str(i)] for i in range(len(mapping))]
 
 
-def context_device(properties: dict) -> torch.device:
-    """TorchServe's device for this worker: ``cuda:<gpu_id>`` when it assigned a GPU and one exists, else CPU."""
+def context_device(properties: dict, wanted: str = "auto") -> torch.device:
+    """This worker's device. ``auto``: ``cuda:<gpu_id>`` when TorchServe assigned a GPU and torch has one, else
+    the CPU; ``cpu``: the CPU; ``gpu`` (an archive built with ``--device gpu``): ``cuda:<gpu_id>``, refused with
+    the reason when TorchServe assigned no GPU or torch cannot use it."""
     gpu_id = properties.get("gpu_id")
-    if gpu_id is not None and torch.cuda.is_available():
-        return torch.device(f"cuda:{int(gpu_id)}")
-    return torch.device("cpu")
+    if wanted == "cpu":
+        return torch.device("cpu")
+    if wanted == "gpu":
+        if gpu_id is None:
+            raise RuntimeError("the archive asks for a GPU (deviceType: gpu) but TorchServe assigned this worker "
+                               "none (no GPU visible to TorchServe, or number_of_gpu=0)")
+        require_cuda(f"cuda:{int(gpu_id)}", f"TorchServe (gpu_id {gpu_id})")
+    elif gpu_id is None or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device(f"cuda:{int(gpu_id)}")
 
 
 class SqueezeTimeHandler(BaseHandler):
@@ -152,9 +164,9 @@ class SqueezeTimeHandler(BaseHandler):
         serialized = self.manifest["model"].get("serializedFile")
         if not serialized:
             raise RuntimeError("the archive has no serialized model file (build it with `squeezetime archive`)")
-        self.device = context_device(properties)
+        self.device = context_device(properties, str(settings["device"]))
         self.classifier = squeezetime.load(
-            os.path.join(model_dir, serialized), backend=str(settings["backend"]), dtype=str(settings["dtype"]),
+            os.path.join(model_dir, serialized), backend=str(settings["backend"]), dtype=settings["dtype"] or None,
             device=self.device, threads=int(settings["threads"] or 0) or None,
             batch_size=max(1, int(settings["max_clips_per_forward"])), class_names=read_class_names(model_dir),
             budget=decode_budget(settings))
@@ -186,11 +198,13 @@ class SqueezeTimeHandler(BaseHandler):
         self.classifier.clips = timed_clips
 
     def warm_up(self) -> str:
-        """Before the worker reports READY: one forward at batch 1 and at ``max_clips_per_forward`` (zeros), and
-        a tiny generated video decoded in every decode thread, so the first request is not the slow one."""
+        """Before the worker reports READY: on a GPU the CUDA graphs of every batch bucket up to
+        ``max_clips_per_forward`` (the largest model batch); one forward at batch 1 and at ``max_clips_per_forward``
+        (zeros); a tiny generated video decoded in every decode thread. So the first request is not the slow one."""
         from squeezetime.synthetic.generator import encode_video
 
         started = time.perf_counter()
+        graphs = warm_up_graphs(self.classifier, self.classifier.batch_size)
         d = self.classifier.data_config
         for n in sorted({1, self.classifier.batch_size}):
             self.classifier.scores(np.zeros((n, d.num_frames, d.crop_size, d.crop_size, 3), np.uint8))
@@ -213,7 +227,8 @@ class SqueezeTimeHandler(BaseHandler):
 
             for job in [self.pool.submit(decode) for _ in range(self.decode_threads)]:
                 job.result(timeout=120)
-        return f"{time.perf_counter() - started:.2f} s"
+        took = f"{time.perf_counter() - started:.2f} s"
+        return f"{took}, CUDA graphs for batches {list(graphs)}" if graphs else took
 
     # -- BaseHandler life cycle ---------------------------------------------------------------------------
     def preprocess(self, data) -> Batch:
