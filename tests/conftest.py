@@ -57,6 +57,15 @@ def demo_videos(tmp_path_factory) -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="session")
+def long_still_video(tmp_path_factory) -> str:
+    """Issue 18's upload: an H.264 MP4 of 200,000 identical 64x64 frames (about 3.4 MB; made in about 0.5 s by
+    repeating one encoded GOP)."""
+    from squeezetime.video.generate import make_still_video
+
+    return make_still_video(tmp_path_factory.mktemp("still") / "still_200k.mp4", frames=200_000)
+
+
+@pytest.fixture(scope="session")
 def demo_model():
     import squeezetime
 

@@ -29,7 +29,7 @@ CLIPS = "squeezetime_clips_total"
 STAGES = {
     "queue": "waiting inside the model for a decode worker (Triton's own queue: nv_inference_queue_duration_us)",
     "preprocess": "reading and checking a request's fields, without decoding",
-    "decode": "encoded video -> uint8 clips (decoding, sampling, resizing, cropping)",
+    "decode": "encoded video -> uint8 clips (decoding, sampling, resizing, cropping), refused requests included",
     "inference": "the network on the clips (video model: the round trip to the clip model, its queue included)",
     "postprocess": "averaging the views, top-k, building the response",
     "total": "from the request reaching the model to its response",
@@ -37,7 +37,8 @@ STAGES = {
 REASONS = {
     "invalid_request": "a field is missing, malformed or out of range (views, top-k, clip shape...)",
     "too_large": "the upload is over the size limit (max_video_bytes)",
-    "over_budget": "the video is over the decode budget (max_pixels, max_frames, max_decode_seconds)",
+    "over_budget": "the video is over the decode budget (header: max_pixels, max_frames, max_duration, "
+                   "max_pixel_rate; work: max_decoded_frames, max_decode_seconds)",
     "still_image": "an image file, not a video (allow_still_images)",
     "undecodable": "not a readable video (garbage, truncated, no video stream)",
     "cancelled": "the client cancelled the request or gave up waiting",

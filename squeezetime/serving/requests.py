@@ -35,7 +35,8 @@ class RequestLimits:
             raise InputError("request limits must be >= 1")
 
 
-BUDGET_SETTINGS = {"max_pixels": int, "max_frames": int, "max_decode_seconds": float, "allow_still_images": bool}
+BUDGET_SETTINGS = {"max_pixels": int, "max_frames": int, "max_decode_seconds": float, "allow_still_images": bool,
+                   "max_decoded_frames": int, "max_duration": float, "max_pixel_rate": float}
 
 
 def setting_flag(value, default: bool = False) -> bool:
@@ -150,5 +151,6 @@ def video_clips(classifier: Classifier, data: bytes, views: str, limits: Request
         raise VideoError(f"video could not be decoded ({type(e).__name__}: {e})") from e
 
 
-__all__ = ["BUDGET_SETTINGS", "DEFAULT_MAX_CLIPS", "decode_budget", "setting_flag", "DEFAULT_MAX_VIDEO_BYTES", "RequestError", "RequestLimits", "ascii_message",
-           "check_clip_array", "check_video_size", "parse_topk", "parse_views", "text_value", "video_clips"]
+__all__ = ["BUDGET_SETTINGS", "DEFAULT_MAX_CLIPS", "DEFAULT_MAX_VIDEO_BYTES", "RequestError", "RequestLimits",
+           "ascii_message", "check_clip_array", "check_video_size", "decode_budget", "parse_topk", "parse_views",
+           "setting_flag", "text_value", "video_clips"]

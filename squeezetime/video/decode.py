@@ -1,8 +1,10 @@
 """Video file (path or bytes) -> RGB frames, with PyAV, within a per-video budget.
 
-Every video is untrusted: ``DecodeBudget`` bounds the pixels of a frame, the frames scanned and the seconds
-spent, and refuses still images; going over raises ``BudgetError`` naming the limit and the setting that
-raises it. The same budget applies on every path (Python, CLI, Triton, TorchServe).
+Every video is untrusted: ``DecodeBudget`` bounds what one request may cost, each refusal from the cheapest
+evidence. The video's size (pixels of a frame, frame count, duration, pixel rate) is read from the container header
+before a frame is decoded; the work (frames decoded, CPU seconds) is counted by a ``DecodeMeter`` as it is done, and
+a request over it stops where it is. Going over raises ``BudgetError`` naming the setting that raises the limit.
+The same budget applies on every path (Python, CLI, Triton, TorchServe).
 
 ``VideoReader`` decodes only the frames asked for: one open of the file, a frame table (presentation
 timestamps and keyframes), then for each run of wanted frames a seek to the keyframe before it and a decode
@@ -18,15 +20,11 @@ index lies (wrong frame count, wrong timestamps, no index) gets the frames of a 
 never shifted frames.
 
 Still images are refused unless ``allow_still_images``: an image file (PNG, JPEG, ... by container format),
-a video stream with a single frame (an image turned into a one-frame video), and a video without motion:
-when no frame sampled for the clips differs from the first by more than ``STILL_TOLERANCE`` (8) levels in
-any pixel (after resizing), 8 more frames spread evenly over the whole video are decoded; if those do not
-differ either, the video is a still image repeated (``ffmpeg -loop 1``) and is refused. Not bit-equality:
-a lossy codec refines a repeated image over its first frames (H.264: up to 5 levels); any moving object
-differs by far more. A static stretch inside a moving video is not refused (the spread frames differ),
-nor is a still scene filmed by a camera whose noise passes 8 levels somewhere. The check costs one pass
-over the kept frames, which stops at the first pixel that moves; the extra decodes happen only for videos
-that look still.
+a video stream with a single frame (an image turned into a one-frame video), and a video without motion: when no
+frame the request decoded for its clips differs from the first by more than ``STILL_TOLERANCE`` (8) levels in any
+pixel (after resizing). No frame is decoded only to prove stillness: the evidence is what the views cost anyway
+(16 frames over 2.4 s for 1x1, 160 frames spread over the whole video for 10x3). Not bit-equality: a lossy codec
+refines a repeated image over its first frames (H.264: up to 5 levels); any moving object differs by far more.
 """
 from __future__ import annotations
 
@@ -35,7 +33,7 @@ import os
 import time
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
 import av
@@ -80,14 +78,29 @@ def check_stop(name: str = "<video>") -> None:
 
 @dataclass(frozen=True)
 class DecodeBudget:
+    """What one request may cost. The video's own size (frame size, frame count, duration, pixel rate) is checked
+    from the container header before anything is decoded; the work itself (frames decoded, CPU seconds) is
+    counted while decoding, which stops where it is when over. ``BudgetError`` names the setting."""
     max_pixels: int = 4096 * 2304       # per frame: 4K (DCI and UHD) passes, 8K does not
-    max_frames: int = 200_000           # frames scanned in one video (about 2 h at 25 fps)
-    max_seconds: float = 120.0          # wall time to decode one video
+    max_frames: int = 200_000           # frames in the video (header, frame table): about 2 h at 25 fps
+    max_seconds: float = 30.0           # CPU seconds of the decoding thread for one request (max_decode_seconds)
     allow_still_images: bool = False    # an image file, a one-frame video or a video without motion
+    # Frames decoded for one request. A request decodes the frames of its clips plus those between each clip and
+    # the keyframe before it: 10x3 on x264's default 10 s GOP (250 frames) decodes at most 10 x (249 + 61) = 3,100.
+    max_decoded_frames: int = 3_200
+    max_duration: float = 3 * 3600.0    # seconds of video (header)
+    max_pixel_rate: float | None = None  # pixels per second (header: width x height x fps); None: max_pixels x 60
+    clock: Callable[[], float] = field(default=time.thread_time, repr=False, compare=False)  # CPU seconds; tests inject
 
     def __post_init__(self):
-        if self.max_pixels < 1 or self.max_frames < 1 or not self.max_seconds > 0:
+        limits = (self.max_pixels, self.max_frames, self.max_seconds, self.max_decoded_frames, self.max_duration,
+                  self.pixel_rate_limit)
+        if not all(limit > 0 for limit in limits):
             raise InputError("decode budget limits must be positive")
+
+    @property
+    def pixel_rate_limit(self) -> float:
+        return self.max_pixel_rate if self.max_pixel_rate is not None else self.max_pixels * 60.0
 
     def check_frame_size(self, name: str, height: int, width: int) -> None:
         if height * width > self.max_pixels:
@@ -98,9 +111,84 @@ class DecodeBudget:
         if frames > self.max_frames:
             raise BudgetError(f"{name}: more than {self.max_frames} frames (setting max_frames)")
 
-    def check_time(self, name: str, started: float) -> None:
-        if time.monotonic() - started > self.max_seconds:
-            raise BudgetError(f"{name}: decoding took over {self.max_seconds:g} s (setting max_decode_seconds)")
+    def check_header(self, name: str, header: "Header") -> None:
+        """The container's word on the video's size: refused before a frame is decoded."""
+        if header.height and header.width:
+            self.check_frame_size(name, header.height, header.width)
+        if header.frames:
+            self.check_frames(name, header.frames)
+        if header.duration and header.duration > self.max_duration:
+            raise BudgetError(f"{name}: {header.duration:.0f} s of video, over the limit of {self.max_duration:g} s "
+                              "(setting max_duration)")
+        rate = header.height * header.width * header.fps
+        if rate > self.pixel_rate_limit:
+            raise BudgetError(f"{name}: {rate / 1e6:.0f} Mpixels per second ({header.width}x{header.height} at "
+                              f"{header.fps:g} fps), over the limit of {self.pixel_rate_limit / 1e6:.0f} "
+                              "(setting max_pixel_rate)")
+
+    def check_time(self, name: str, seconds: float) -> None:
+        """``seconds``: CPU seconds this request's decoding has spent so far (``clock`` deltas)."""
+        if seconds > self.max_seconds:
+            raise BudgetError(f"{name}: decoding took over {self.max_seconds:g} CPU seconds "
+                              "(setting max_decode_seconds)")
+
+
+@dataclass(frozen=True)
+class Header:
+    """What the container says about its first video stream; 0 where it says nothing."""
+    width: int = 0
+    height: int = 0
+    frames: int = 0
+    duration: float = 0.0  # seconds
+    fps: float = 0.0
+
+    @staticmethod
+    def of(container) -> "Header":
+        stream = container.streams.video[0]
+        codec = stream.codec_context
+        duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else 0.0
+        if not duration and container.duration:
+            duration = container.duration / 1e6
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(rate) if rate and 0 < float(rate) < 1e6 else 0.0
+        return Header(codec.width or 0, codec.height or 0, max(0, stream.frames or 0), max(0.0, duration), fps)
+
+
+class DecodeMeter:
+    """The work one request's decoding has done: frames decoded and CPU seconds of the decoding thread (the
+    budget's ``clock``), checked against the budget as it goes; also polls ``stop_when`` every 16 frames.
+    Readable from tests and callers (``frames_decoded``, ``seconds``)."""
+
+    def __init__(self, budget: DecodeBudget, name: str, max_decoded_frames: int | None = None):
+        self.budget, self.name = budget, name
+        self.max_decoded_frames = budget.max_decoded_frames if max_decoded_frames is None else max_decoded_frames
+        self.frames_decoded = 0
+        self.seconds = 0.0
+        self._since = budget.clock()
+
+    def frame(self, frame) -> None:
+        """One more frame decoded; ``BudgetError`` / ``DecodeCancelled`` when the request must stop here."""
+        self.frames_decoded += 1
+        if self.frames_decoded > self.max_decoded_frames:
+            raise BudgetError(f"{self.name}: more than {self.max_decoded_frames} frames decoded for one request "
+                              "(setting max_decoded_frames)")
+        if self.frames_decoded % 16 == 1:
+            self.budget.check_frame_size(self.name, frame.height, frame.width)  # the stream may change size
+            self.tick()
+
+    def tick(self) -> None:
+        """Account the CPU seconds since the last tick and check them and cancellation."""
+        self.pause()
+        self.resume()
+        self.budget.check_time(self.name, self.seconds)
+        check_stop(self.name)
+
+    def pause(self) -> None:
+        """Account the CPU seconds until now; what follows until ``resume`` is not this decode's."""
+        self.seconds += max(0.0, self.budget.clock() - self._since)
+
+    def resume(self) -> None:
+        self._since = self.budget.clock()
 
 
 DEFAULT_BUDGET = DecodeBudget()
@@ -132,9 +220,7 @@ def _open(source: VideoSource, budget: DecodeBudget = DEFAULT_BUDGET):
         if not budget.allow_still_images and container.format.name in STILL_IMAGE_FORMATS:
             raise BudgetError(f"{name}: a still image ({container.format.name}), not a video "
                               "(setting allow_still_images)")
-        codec = container.streams.video[0].codec_context
-        if codec.width and codec.height:  # the container's word; decoded frames are checked too
-            budget.check_frame_size(name, codec.height, codec.width)
+        budget.check_header(name, Header.of(container))  # the probed values; decoded frames are checked too
     except BaseException:
         container.close()
         raise
@@ -142,21 +228,21 @@ def _open(source: VideoSource, budget: DecodeBudget = DEFAULT_BUDGET):
 
 
 def _check_header(stream, name: str, budget: DecodeBudget) -> None:
-    """Refuse frames over ``max_pixels`` from the container's header alone, before the real open: ffmpeg's stream
-    probing (``av.open``) decodes a frame at full size to complete the codec parameters, 0.1 s of CPU for one 8K
-    H.264 frame, paid by every over-budget upload. This open decodes nothing (``skip_frame=all``); the real open
-    after it probes as usual, so what is decoded does not depend on it. Unreadable input: the real open says why."""
+    """Refuse a video over the budget's size limits (frame size, frame count, duration, pixel rate) from the
+    container's header alone, before the real open: ffmpeg's stream probing (``av.open``) decodes a frame at full
+    size to complete the codec parameters, 0.1 s of CPU for one 8K H.264 frame, paid by every over-budget upload.
+    This open decodes nothing (``skip_frame=all``); the real open after it probes as usual, so what is decoded does
+    not depend on it. Unreadable input: the real open says why."""
     try:
         with av.open(stream, mode="r", options={"skip_frame": "all"}) as probe:
-            codec = probe.streams.video[0].codec_context if probe.streams.video else None
-            height, width = (codec.height, codec.width) if codec else (0, 0)
+            header = Header.of(probe) if probe.streams.video else None
     except (av.FFmpegError, ValueError, OSError):
         return
     finally:
         if isinstance(stream, io.BytesIO):
             stream.seek(0)
-    if height and width:
-        budget.check_frame_size(name, height, width)
+    if header is not None:
+        budget.check_header(name, header)
 
 
 def _reason(e: Exception) -> str:
@@ -166,8 +252,8 @@ def _reason(e: Exception) -> str:
 
 def count_frames(source: VideoSource, budget: DecodeBudget = DEFAULT_BUDGET) -> int:
     """Number of video frames, counted from the demuxed packets (no decoding), within ``budget``."""
-    started = time.monotonic()
     container, name = _open(source, budget)
+    meter = DecodeMeter(budget, name)
     count = 0
     try:
         for packet in container.demux(container.streams.video[0]):
@@ -175,8 +261,7 @@ def count_frames(source: VideoSource, budget: DecodeBudget = DEFAULT_BUDGET) -> 
                 count += 1
                 if count % 256 == 0:
                     budget.check_frames(name, count)
-                    budget.check_time(name, started)
-                    check_stop(name)
+                    meter.tick()
         budget.check_frames(name, count)
         return count
     except av.FFmpegError as e:
@@ -187,26 +272,26 @@ def count_frames(source: VideoSource, budget: DecodeBudget = DEFAULT_BUDGET) -> 
 
 def decode_frames(source: VideoSource, wanted: Iterable[int] | None = None,
                   transform: Callable[[np.ndarray], np.ndarray] | None = None,
-                  budget: DecodeBudget = DEFAULT_BUDGET) -> tuple[dict[int, np.ndarray], int]:
-    """Decode the video once; return ({index: RGB frame (H, W, 3) uint8}, frames decoded).
+                  budget: DecodeBudget = DEFAULT_BUDGET, meter: DecodeMeter | None = None
+                  ) -> tuple[dict[int, np.ndarray], int]:
+    """Decode the video once, front to back; return ({index: RGB frame (H, W, 3) uint8}, frames decoded).
 
     ``wanted`` limits which frames are kept (all when None); ``transform`` is applied to each kept frame
-    (e.g. resizing) so that only small frames stay in memory. Over ``budget``: ``BudgetError``.
+    (e.g. resizing) so that only small frames stay in memory. Over ``budget``: ``BudgetError``. ``meter``: the
+    request's account (frames decoded, CPU seconds); without one, the frames are bounded by ``max_frames`` (a
+    whole-video decode), not ``max_decoded_frames``.
     """
     keep = None if wanted is None else set(int(i) for i in wanted)
-    started = time.monotonic()
     container, name = _open(source, budget)
+    meter = meter or DecodeMeter(budget, name, max_decoded_frames=budget.max_frames)
     frames: dict[int, np.ndarray] = {}
     index = 0
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         for frame in container.decode(stream):
-            if index == 0 or index % 16 == 0:
-                budget.check_frame_size(name, frame.height, frame.width)  # the stream may change size
-                budget.check_frames(name, index + 1)
-                budget.check_time(name, started)
-                check_stop(name)
+            meter.frame(frame)
+            budget.check_frames(name, index + 1)
             if keep is None or index in keep:
                 rgb = frame.to_ndarray(format="rgb24")
                 frames[index] = transform(rgb) if transform else rgb
@@ -220,9 +305,9 @@ def decode_frames(source: VideoSource, wanted: Iterable[int] | None = None,
     return frames, index
 
 
-def read_video(source: VideoSource) -> np.ndarray:
-    """All frames as (T, H, W, 3) uint8 RGB."""
-    frames, total = decode_frames(source)
+def read_video(source: VideoSource, budget: DecodeBudget = DEFAULT_BUDGET) -> np.ndarray:
+    """All frames as (T, H, W, 3) uint8 RGB (up to the budget's ``max_frames``)."""
+    frames, total = decode_frames(source, budget=budget)
     return np.stack([frames[i] for i in range(total)])
 
 
@@ -231,7 +316,6 @@ class _Unreliable(Exception):
 
 
 MP4_FORMATS = {"mov,mp4,m4a,3gp,3g2,mj2"}
-STATIC_CHECK_FRAMES = 8  # frames spread over the video that confirm "no motion" before refusing
 # A lossy codec does not repeat a still image bit for bit (later frames refine it): measured on H.264 stills,
 # decoded frames differ from the first by at most 5 levels; moving video by over 200 in some pixels.
 STILL_TOLERANCE = 8
@@ -242,22 +326,32 @@ class FrameTable:
     """Presentation timestamps of every frame (index i = i-th frame of a linear decode) and keyframe indices;
     ``pts`` is None when the timestamps cannot be trusted (missing, duplicated): only a linear decode is exact."""
     count: int
-    pts: np.ndarray | None
-    keyframes: np.ndarray  # sorted frame indices of the keyframes (empty when pts is None)
-    source: str  # "index" (the container's) or "scan" (the packets)
+    pts: np.ndarray | None   # sorted (strictly increasing) when not None
+    keyframes: np.ndarray    # sorted frame indices of the keyframes (empty when pts is None)
+    source: str              # "index" (the container's) or "scan" (the packets)
 
     def keyframe_before(self, index: int) -> int:
         return int(self.keyframes[np.searchsorted(self.keyframes, index, side="right") - 1])
 
+    def index_of(self, pts: int) -> int | None:
+        """The frame whose timestamp is ``pts``, or None (a binary search: no per-frame dictionary to build)."""
+        i = int(np.searchsorted(self.pts, pts))
+        return i if i < self.count and int(self.pts[i]) == pts else None
+
+    def is_keyframe(self, index: int) -> bool:
+        i = int(np.searchsorted(self.keyframes, index))
+        return i < len(self.keyframes) and int(self.keyframes[i]) == index
+
 
 class VideoReader:
     """One open video: ``num_frames`` (from the frame table) and ``frames(indices, transform)``, which decodes
-    only what those frames need (module docstring). Use as a context manager, or call ``close()``."""
+    only what those frames need (module docstring). Use as a context manager, or call ``close()``.
+    ``meter``: the request's account of decoded frames and CPU seconds (one is made when not given)."""
 
-    def __init__(self, source: VideoSource, budget: DecodeBudget = DEFAULT_BUDGET):
+    def __init__(self, source: VideoSource, budget: DecodeBudget = DEFAULT_BUDGET, meter: DecodeMeter | None = None):
         self.source, self.budget = source, budget
-        self.started = time.monotonic()
         self.container, self.name = _open(source, budget)
+        self.meter = meter or DecodeMeter(budget, self.name)
         try:
             self.stream = self.container.streams.video[0]
             self.stream.thread_type = "AUTO"
@@ -303,11 +397,11 @@ class VideoReader:
         entries = s.index_entries
         if len(entries) != s.frames:
             return None
-        pts = np.fromiter((e.timestamp for e in entries), np.int64, len(entries))
-        if any(e.is_discard for e in entries) or (len(pts) > 1 and not (np.diff(pts) > 0).all()):
+        self.budget.check_frames(self.name, len(entries))
+        pts, keys, discard = _read_index(entries)
+        if discard or (len(pts) > 1 and not (np.diff(pts) > 0).all()):
             return None
-        self.budget.check_frames(self.name, len(pts))
-        keys = np.flatnonzero(np.fromiter((e.is_keyframe for e in entries), bool, len(entries)))
+        keys = np.flatnonzero(keys)
         if len(keys) == 0 or keys[0] != 0:
             return None
         return FrameTable(len(pts), pts, keys, "index")
@@ -322,8 +416,7 @@ class VideoReader:
             keys.append(packet.is_keyframe)
             if len(pts) % 256 == 0:
                 self.budget.check_frames(self.name, len(pts))
-                self.budget.check_time(self.name, self.started)
-                check_stop(self.name)
+                self.meter.tick()
         self.budget.check_frames(self.name, len(pts))
         if not pts or any(p is None for p in pts) or len(set(pts)) != len(pts):
             return FrameTable(len(pts), None, np.zeros(0, np.int64), "scan")
@@ -346,7 +439,7 @@ class VideoReader:
                 return self._seek_and_decode(wanted, transform)
             except _Unreliable:
                 self.linear = True
-        frames, decoded = decode_frames(self.source, wanted, transform, self.budget)
+        frames, decoded = decode_frames(self.source, wanted, transform, self.budget, self.meter)
         if decoded != self.num_frames:  # the decoder's count wins, as before: the caller samples again
             self.table = FrameTable(decoded, None, np.zeros(0, np.int64), self.table.source)
             return frames
@@ -387,18 +480,18 @@ class VideoReader:
     def _decode_run(self, wanted, i, position, out, transform) -> tuple[int, int]:
         """Decode forward from the current demuxer position until the next wanted frame lies past a keyframe
         ahead of us (then the caller seeks) or every wanted frame is in ``out``. Returns (position, i)."""
-        table, index_of = self.table, self._index_of
+        table = self.table
         try:
             for packet in self.container.demux(self.stream):
                 for frame in packet.decode():
-                    index = index_of(frame.pts)
+                    self.meter.frame(frame)
+                    index = self._index_of(frame.pts)
                     if position < 0:  # first frame after a seek: a keyframe at or before the wanted one
-                        if index > wanted[i] or index not in self._keyset:
+                        if index > wanted[i] or not table.is_keyframe(index):
                             raise _Unreliable
                     elif index != position + 1:  # a dropped or unknown frame
                         raise _Unreliable
                     position = index
-                    self._check_budget(frame, index)
                     if index == wanted[i]:
                         rgb = frame.to_ndarray(format="rgb24")
                         out[index] = transform(rgb) if transform else rgb
@@ -413,38 +506,33 @@ class VideoReader:
         raise _Unreliable  # the stream ended before a frame the table promised
 
     def _index_of(self, pts) -> int:
-        if pts is None:
-            raise _Unreliable
-        if not hasattr(self, "_pts_index"):
-            self._pts_index = {int(p): n for n, p in enumerate(self.table.pts)}
-            self._keyset = set(int(k) for k in self.table.keyframes)
-        index = self._pts_index.get(int(pts))
+        index = None if pts is None else self.table.index_of(int(pts))
         if index is None:
             raise _Unreliable
         return index
 
-    def _check_budget(self, frame, index: int) -> None:
-        self._decoded = getattr(self, "_decoded", 0) + 1
-        if self._decoded % 16 == 1:
-            self.budget.check_frame_size(self.name, frame.height, frame.width)  # the stream may change size
-            self.budget.check_time(self.name, self.started)
-            check_stop(self.name)
-
     # -- motion -------------------------------------------------------------------------------------------
-    def check_motion(self, frames: dict[int, np.ndarray], transform=None) -> None:
-        """``BudgetError`` when ``frames`` (the kept ones) show no motion and neither do frames spread over the
-        whole video: a still image repeated, not a video (unless ``allow_still_images``)."""
+    def check_motion(self, frames: dict[int, np.ndarray]) -> None:
+        """``BudgetError`` when ``frames`` (the ones the request decoded anyway) show no motion: a still image
+        repeated, not a video (unless ``allow_still_images``). Never decodes a frame to prove it."""
         if self.budget.allow_still_images or not frames:
             return
         first = next(iter(frames.values()))
-        if _any_moves(first, frames.values()):
-            return
-        spread = np.unique(np.linspace(0, self.num_frames - 1, STATIC_CHECK_FRAMES).round().astype(np.int64))
-        more = self.frames([int(i) for i in spread if int(i) not in frames], transform)
-        if not _any_moves(first, more.values()):
-            raise BudgetError(f"{self.name}: a still image ({self.num_frames} frames without motion: none differs "
-                              f"from the first by more than {STILL_TOLERANCE} levels), not a video "
-                              "(setting allow_still_images)")
+        if not _any_moves(first, frames.values()):
+            raise BudgetError(f"{self.name}: a still image ({self.num_frames} frames, none of the {len(frames)} "
+                              f"sampled differs from the first by more than {STILL_TOLERANCE} levels), not a "
+                              "video (setting allow_still_images)")
+
+
+def _read_index(entries) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(timestamps, keyframe flags, any discarded entry) of an index, in one pass over its entries."""
+    pts = np.empty(len(entries), np.int64)
+    keys = np.empty(len(entries), bool)
+    discard = False
+    for n, entry in enumerate(entries):
+        pts[n], keys[n] = entry.timestamp, entry.is_keyframe
+        discard = discard or entry.is_discard
+    return pts, keys, discard
 
 
 def _any_moves(first: np.ndarray, frames: Iterable[np.ndarray]) -> bool:

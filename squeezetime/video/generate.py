@@ -78,3 +78,44 @@ def make_test_video(path: str | os.PathLike | None = None, *, frames: int = 100,
             out.mux(stream.encode(frame))
         out.mux(stream.encode())
     return target.getvalue() if path is None else target
+
+
+def make_still_video(path: str | os.PathLike | None = None, *, frames: int = 200_000, side: int = 64,
+                     fps: int = 25, gop: int = 250, container: str = "mp4") -> bytes | str:
+    """An H.264 video of one image repeated ``frames`` times (an upload that is a still image at any length).
+
+    Cheap at any length: one closed GOP of ``gop`` frames is encoded (ultrafast, no B-frames) and its packets
+    are muxed again and again with shifted timestamps (each GOP starts with an IDR frame, so the copies form a
+    valid stream): 200,000 frames in a few seconds instead of the ~25 s a frame-by-frame encode takes."""
+    image = np.full((side, side, 3), (40, 120, 200), np.uint8)
+    image[side // 4:3 * side // 4, side // 4:3 * side // 4] = 250
+    target = io.BytesIO() if path is None else os.fspath(path)
+    with av.open(target, mode="w", format=CONTAINER_FORMATS.get(container, container)) as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width = stream.height = side
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"preset": "ultrafast", "g": str(gop), "keyint_min": str(gop), "bf": "0",
+                          "x264-params": "scenecut=0"}
+        picture = av.VideoFrame.from_ndarray(image, format="rgb24")
+        gop_packets = []
+        for i in range(min(gop, frames)):
+            picture.pts = i
+            gop_packets += stream.encode(picture)
+        gop_packets += stream.encode()
+        copies = [(bytes(p), p.pts, p.dts, p.is_keyframe) for p in gop_packets]
+        _mux_repeated(out, stream, copies, gop_packets[0].time_base, len(copies), frames)
+    return target.getvalue() if path is None else target
+
+
+def _mux_repeated(out, stream, packets: list, time_base, period: int, frames: int) -> None:
+    """Mux ``packets`` (one GOP of ``period`` frames: data, pts, dts, keyframe; timestamps in ``time_base`` units
+    of one frame) again and again, timestamps shifted by ``period`` per copy, up to ``frames`` frames."""
+    written = 0
+    while written < frames:
+        shift = written
+        for data, pts, dts, key in packets[:frames - written]:
+            packet = av.Packet(data)
+            packet.stream, packet.time_base = stream, time_base
+            packet.pts, packet.dts, packet.is_keyframe = pts + shift, dts + shift, key
+            out.mux(packet)
+        written += min(period, frames - written)

@@ -11,8 +11,8 @@ frames from there (mmaction2's SampleFrames clip, in frame indices, so the model
 A window closes, and is yielded, as soon as its last frame is decoded. A video shorter than one clip span gives
 one window whose frames loop (indices modulo the frame count, as mmaction2 does).
 
-The ``DecodeBudget`` applies (pixels per frame, frames, decode seconds: the time spent in this pass, not in the
-caller's work between windows), and so does cancellation (``check_stop``, every few frames).
+The ``DecodeBudget`` applies (the header's limits, pixels per frame, frames, decode CPU seconds: spent in this
+pass, not in the caller's work between windows), and so does cancellation (``check_stop``, every few frames).
 """
 from __future__ import annotations
 
@@ -25,10 +25,9 @@ import av
 import numpy as np
 
 from ..errors import InputError, VideoError
-from .decode import DEFAULT_BUDGET, BudgetError, DecodeBudget, VideoSource, _open, _reason, check_stop
+from .decode import DEFAULT_BUDGET, BudgetError, DecodeBudget, DecodeMeter, VideoSource, _open, _reason
 from .views import View, crop_boxes, resize_short_side
 
-CHECK_EVERY = 8          # frames between budget / cancellation checks
 FALLBACK_FPS = 25.0      # frame rate assumed when the container gives neither timestamps nor a rate
 
 
@@ -38,7 +37,7 @@ class StreamStats:
     frames_decoded: int = 0
     frames_converted: int = 0     # converted to RGB and resized (the ones some window needs)
     max_buffered: int = 0         # most frames held at once by the ring buffer
-    decode_seconds: float = 0.0   # time spent inside the pass (budget's max_seconds applies to it)
+    decode_seconds: float = 0.0   # wall seconds spent inside the pass (the budget counts its CPU seconds)
     finished: bool = False
 
 
@@ -68,9 +67,11 @@ def iter_frames(source: VideoSource, short_side: int, keep: Callable[[int, float
     (all when None) come converted to RGB and resized to ``short_side``. Refusals: ``VideoError`` /
     ``BudgetError``; ``DecodeCancelled`` when the thread's ``stop_when`` check says stop."""
     stats = stats if stats is not None else StreamStats()
-    entered = time.monotonic()
-    spent = 0.0  # decode seconds before the current resumption (the caller's time between frames is not ours)
     container, name = _open(source, budget)
+    # A timeline's work grows with the video by design: bounded by max_frames (the whole video), not by
+    # max_decoded_frames. CPU seconds count this pass only: the clock is read within one resumption (one thread).
+    meter = DecodeMeter(budget, name, max_decoded_frames=budget.max_frames)
+    entered, spent = time.perf_counter(), 0.0  # wall seconds inside the pass (the "decode" stage of a timeline)
     index = 0
     try:
         stream = container.streams.video[0]
@@ -82,11 +83,8 @@ def iter_frames(source: VideoSource, short_side: int, keep: Callable[[int, float
                 frame = next(frames)
             except StopIteration:
                 break
-            if index % CHECK_EVERY == 0:
-                budget.check_frame_size(name, frame.height, frame.width)  # the stream may change size
-                budget.check_frames(name, index + 1)
-                _check_seconds(budget, name, spent + time.monotonic() - entered)
-                check_stop(name)
+            meter.frame(frame)
+            budget.check_frames(name, index + 1)
             t = clock.time_of(frame)
             image = None
             if keep is None or keep(index, t):
@@ -94,10 +92,11 @@ def iter_frames(source: VideoSource, short_side: int, keep: Callable[[int, float
                 stats.frames_converted += 1
             index += 1
             stats.frames_decoded = index
-            stats.decode_seconds = spent + time.monotonic() - entered
-            spent = stats.decode_seconds
+            meter.pause()  # the caller's time between frames is not ours
+            spent = stats.decode_seconds = spent + time.perf_counter() - entered
             yield TimedFrame(index - 1, t, image)
-            entered = time.monotonic()
+            entered = time.perf_counter()
+            meter.resume()
     except av.FFmpegError as e:
         raise VideoError(f"{name}: corrupt or truncated video after {index} frames ({_reason(e)})") from e
     finally:
@@ -105,10 +104,6 @@ def iter_frames(source: VideoSource, short_side: int, keep: Callable[[int, float
         stats.finished = True
     if index == 0:
         raise VideoError(f"{name}: video stream has no decodable frames")
-
-
-def _check_seconds(budget: DecodeBudget, name: str, seconds: float) -> None:
-    budget.check_time(name, time.monotonic() - seconds)
 
 
 class _Clock:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError, VideoError
-from .decode import DEFAULT_BUDGET, DecodeBudget, VideoReader, VideoSource, count_frames, decode_frames
+from .decode import DEFAULT_BUDGET, DecodeBudget, DecodeMeter, VideoReader, VideoSource, count_frames, decode_frames
 from .sampling import sample_frame_indices
 
 
@@ -108,16 +108,18 @@ def _crop_clips(frames, indices: np.ndarray, view: View) -> np.ndarray:
 
 
 def sample_clips(video: VideoSource, views: str | View = "1x1", clip_len: int = 16,
-                 frame_interval: int = 4, budget: DecodeBudget = DEFAULT_BUDGET) -> np.ndarray:
+                 frame_interval: int = 4, budget: DecodeBudget = DEFAULT_BUDGET,
+                 meter: DecodeMeter | None = None) -> np.ndarray:
     """Encoded video -> uint8 clips (V, T, crop, crop, 3) ready for ``normalize_clip``; ``views`` is a name of
     the official table or a ``View``. Decodes only the frames the clips need (``VideoReader``); ``budget``
-    bounds the decoding work (``BudgetError`` beyond it) and refuses still images."""
+    bounds the decoding work (``BudgetError`` beyond it) and refuses still images from the frames the clips
+    decoded. ``meter``: where the decoded frames and CPU seconds are counted (a new one when None)."""
     view = views if isinstance(views, View) else get_view(views)
 
     def resize(frame: np.ndarray) -> np.ndarray:
         return resize_short_side(frame, view.short_side)
 
-    with VideoReader(video, budget) as reader:
+    with VideoReader(video, budget, meter) as reader:
         for _ in range(2):  # a second round only when a linear decode disagrees with the frame table's count
             total = reader.num_frames
             indices = sample_frame_indices(total, clip_len, frame_interval, view.num_clips)
@@ -126,7 +128,7 @@ def sample_clips(video: VideoSource, views: str | View = "1x1", clip_len: int = 
                 break
         else:
             raise VideoError(f"{reader.name}: video frames could not be decoded consistently (corrupt stream)")
-        reader.check_motion(frames, resize)
+        reader.check_motion(frames)
     return _assemble(frames, indices, view)
 
 
