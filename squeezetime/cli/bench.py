@@ -2,7 +2,8 @@
 
 Paths: eager (the official maths, unoptimised), compile (torch.compile of the eager model, inductor, freezing
 on), opt-fp32 / opt-fp32-unfused (squeezetime.optimize with / without the fused operators), opt-bf16 (CPU),
-opt-fp16 and opt-fp16-cudagraph (CUDA). Rounds are interleaved (one call of every path per round), warm-up
+opt-fp16 (CUDA; the served GPU path, CUDA graphs per batch bucket, is timed by ``python -m squeezetime.bench.gpu``,
+the table of `make gpu-check`). Rounds are interleaved (one call of every path per round), warm-up
 excluded; reports the median per-clip latency, clips/s and the ratio to eager, plus operator micro-benchmarks.
 Writes DIR/bench.json and DIR/bench.png and prints the JSON.
 
@@ -21,7 +22,7 @@ import sys
 import time
 
 CPU_PATHS = ["eager", "compile", "opt-fp32", "opt-fp32-unfused", "opt-bf16"]
-CUDA_PATHS = ["eager", "compile", "opt-fp32", "opt-fp32-unfused", "opt-fp16", "opt-fp16-cudagraph"]
+CUDA_PATHS = ["eager", "compile", "opt-fp32", "opt-fp32-unfused", "opt-fp16"]
 ALL_PATHS = sorted(set(CPU_PATHS + CUDA_PATHS + ["opt-fp32-compile"]))
 
 
@@ -59,17 +60,18 @@ def _sync(device: str) -> None:
 
 def build_path(name: str, model, example, device: str):
     """A callable normalised clip -> logits for the path (compilation happens in warm-up). The backends are
-    built as ``squeezetime.load`` builds them; the others are ablations (compile, unfused, CUDA graphs)."""
+    built as ``squeezetime.load`` builds them (on CUDA their optimised module, without the CUDA graphs); the
+    others are ablations (compile, unfused)."""
     import torch
 
     import squeezetime
     from ..backends import create_backend
 
-    backends = {"eager": ("eager", None), "opt-fp32": ("optimized", None), "opt-bf16": ("optimized", "bfloat16"),
+    backends = {"eager": ("eager", None), "opt-fp32": ("optimized", "float32"), "opt-bf16": ("optimized", "bfloat16"),
                 "opt-fp16": ("optimized", "float16")}
     if name in backends:  # the Classifier's backends, as every serving path builds them
         backend, dtype = backends[name]
-        return create_backend(backend, model, device=device, dtype=dtype).module
+        return create_backend(backend, model, device=device, dtype=dtype).module  # takes normalised float clips
     if name == "compile":
         import torch._inductor.config as inductor_config
 
@@ -79,24 +81,6 @@ def build_path(name: str, model, example, device: str):
         return squeezetime.optimize(model, fused=False)
     if name == "opt-fp32-compile":
         return squeezetime.optimize(model, compile=True)
-    if name == "opt-fp16-cudagraph":
-        opt = squeezetime.optimize(model, dtype=torch.float16)
-        static_in = example.clone()
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(3):
-                opt(static_in)
-        torch.cuda.current_stream().wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static_out = opt(static_in)
-
-        def replay(x):
-            static_in.copy_(x)
-            graph.replay()
-            return static_out
-        return replay
     raise ValueError(name)
 
 

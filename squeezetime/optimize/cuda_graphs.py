@@ -130,6 +130,18 @@ class BucketRunner:
             torch.cuda.synchronize(self.device)
         return buckets
 
+    @torch.inference_mode()
+    def replay(self, clip_shape: Sequence[int], bucket: int) -> Tensor:
+        """Replay a captured bucket on what its static input holds, the logits left on the device (the network
+        alone, for benchmarks); the current stream waits for it."""
+        with self._lock:
+            replay, _ = self._shapes[tuple(clip_shape)].graphs[bucket]
+            with self._on_compute_stream():
+                logits = replay()
+        if self.cuda:
+            torch.cuda.current_stream(self.device).wait_stream(self.compute_stream)
+        return logits
+
     def captured(self, clip_shape: Sequence[int]) -> list[int]:
         entry = self._shapes.get(tuple(clip_shape))
         return sorted(entry.graphs) if entry else []
