@@ -358,9 +358,13 @@ def torchserve_ports(config: dict[str, str]) -> dict[str, int]:
             "metrics": port_of(config["metrics_address"]), "grpc": int(config["grpc_inference_port"])}
 
 
-def archive_batch_size(mar: Path) -> int:
+def archive_model_config(mar: Path) -> dict:
     with zipfile.ZipFile(mar) as z:
-        return int(yaml.safe_load(z.read("model-config.yaml"))["batchSize"])
+        return yaml.safe_load(z.read("model-config.yaml"))
+
+
+def archive_batch_size(mar: Path) -> int:
+    return int(archive_model_config(mar)["batchSize"])
 
 
 @pytest.fixture(scope="module")
@@ -380,6 +384,10 @@ def test_torchserve_archive_matches_the_config(torchserve_archive):
     name, file = config["load_models"].split("=")
     assert (name, file) == (archive_model_name(mar), mar.name)
     assert archive_batch_size(mar) == int(flags(args)["batch-size"])
+    # the workers need the GPU the pod requests (deviceType gpu), and batch on CUDA graph buckets
+    assert archive_model_config(mar)["deviceType"] == "gpu"
+    server = container(resource("torchserve", "Deployment"), "torchserve")
+    assert server["resources"]["limits"]["nvidia.com/gpu"] == 1
     hpa = resource("torchserve", "HorizontalPodAutoscaler")
     assert [m["pods"]["metric"]["selector"]["matchLabels"]["model_name"] for m in hpa["spec"]["metrics"]] == [name]
 

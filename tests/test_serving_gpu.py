@@ -68,12 +68,35 @@ def triton_args(repo, kind: str, device_id: int = 0, name: str = "squeezetime") 
 
 
 def _config_json(path) -> dict:
-    """config.pbtxt -> the JSON Triton hands to python models (``MessageToDict`` of the ModelConfig protobuf)."""
-    from google.protobuf.json_format import MessageToDict
-
+    """config.pbtxt -> the JSON Triton hands to python models (``MessageToDict`` of the ModelConfig protobuf);
+    without tritonclient (the GPU machine has none) the fields ``ClipModel`` reads, taken from the text."""
+    try:
+        from google.protobuf.json_format import MessageToDict
+        from tritonclient.grpc import model_config_pb2  # noqa: F401 - what parse_config needs
+    except ImportError:
+        return _fields_clip_model_reads(path.read_text())
     from squeezetime.serving.triton import parse_config
 
     return MessageToDict(parse_config(path), preserving_proto_field_name=True)
+
+
+def _fields_clip_model_reads(text: str) -> dict:
+    import re
+
+    clip_dims = re.search(r'name: "CLIP"\s+data_type: \w+\s+dims: \[([^\]]+)\]', text).group(1)
+    params = re.findall(r'\{ key: "(\w+)" value: \{ string_value: "([^"]*)" \} \}', text)
+    return {"max_batch_size": int(re.search(r"^max_batch_size: (\d+)", text, re.M).group(1)),
+            "input": [{"name": "CLIP", "dims": [d.strip() for d in clip_dims.split(",")]}],
+            "parameters": {key: {"string_value": value} for key, value in params}}
+
+
+def test_the_text_fallback_reads_what_the_protobuf_reads(gpu_repo):
+    pytest.importorskip("tritonclient", reason="tritonclient is not installed")
+    path = gpu_repo / "squeezetime" / "config.pbtxt"
+    full, fields = _config_json(path), _fields_clip_model_reads(path.read_text())
+    assert fields["max_batch_size"] == full["max_batch_size"] == 8
+    assert [int(d) for d in fields["input"][0]["dims"]] == [int(d) for d in full["input"][0]["dims"]]
+    assert fields["parameters"] == full["parameters"]
 
 
 # -- device choice ---------------------------------------------------------------------------------------------
