@@ -70,3 +70,36 @@ def demo_model():
     import squeezetime
 
     return squeezetime.demo_model()
+
+
+# -- the `servers` marker: tests that start a real tritonserver, TorchServe or `squeezetime serve` -------------------
+# `pytest -m "not servers"` runs the fast unit tests alone. A test is marked when its own source or that of a fixture
+# it uses (directly or not) starts a server; modules may also mark themselves (pytestmark).
+SERVER_STARTS = ("TritonServer(", "running(", "server.start(", "ts_server.start(", '"--via", "triton"', '"serve",', '"torchserve", "start"',
+                 "require_tritonserver()")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "servers: starts a real server (tritonserver, TorchServe); slow: "
+                                       "deselect with -m 'not servers'")
+
+
+def _starts_a_server(function) -> bool:
+    import inspect
+
+    try:
+        source = inspect.getsource(function)
+    except (OSError, TypeError):
+        return False
+    return any(start in source for start in SERVER_STARTS)
+
+
+def pytest_collection_modifyitems(config, items):
+    import pytest as _pytest
+
+    for item in items:
+        fixtures = getattr(item, "_fixtureinfo", None)
+        definitions = fixtures.name2fixturedefs.values() if fixtures is not None else []
+        functions = [getattr(item, "function", None)] + [d[-1].func for d in definitions if d]
+        if any(_starts_a_server(f) for f in functions if f is not None):
+            item.add_marker(_pytest.mark.servers)
