@@ -12,6 +12,8 @@ live here once, so the same video gives the same numbers on every path.
 """
 from __future__ import annotations
 
+from collections import deque
+
 import os
 from contextlib import nullcontext
 from typing import Callable, Iterable, NamedTuple, Sequence
@@ -109,8 +111,11 @@ class Classifier:
         if self.backend is None:
             raise BackendError("this classifier has no backend (it only decodes and summarises)")
         clips = self.check_clips(clips)
-        logits = torch.cat([self.backend.logits(clips[i:i + self.batch_size])
-                            for i in range(0, clips.shape[0], self.batch_size)])
+        batches = [clips[i:i + self.batch_size] for i in range(0, clips.shape[0], self.batch_size)]
+        if getattr(self.backend, "submit", None) is not None:
+            logits = torch.cat(list(_pipelined(self.backend.submit, batches)))
+        else:
+            logits = torch.cat([self.backend.logits(batch) for batch in batches])
         return ClipScores(logits, logits.softmax(dim=1))
 
     def scores(self, clips) -> Tensor:
@@ -187,6 +192,18 @@ class Classifier:
         return Timeline(video, self.data_config, self.class_names, lambda clips: self.scores(clips).numpy(),
                         stride=stride, topk=topk, batch_size=batch_size or self.batch_size, budget=self.budget,
                         should_stop=should_stop)
+
+
+def _pipelined(submit, batches, in_flight: int = 2):
+    """Each batch's logits, with up to ``in_flight`` batches queued on the device (GPU backends): the next batch's
+    copy to the device overlaps this one's compute, and no more than that is staged in pinned memory."""
+    pending: deque = deque()
+    for batch in batches:
+        pending.append(submit(batch))
+        if len(pending) > in_flight:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def load(source, *, backend: str = "auto", dtype=None, device=None, threads: int | None = None,

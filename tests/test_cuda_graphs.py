@@ -137,3 +137,41 @@ def test_cuda_defaults_to_float16_for_the_optimized_path():
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     assert default_dtype("optimized", cuda) == torch.float16 and default_dtype("auto", cuda) == torch.float16
     assert default_dtype("eager", cuda) == torch.float32 and default_dtype("optimized", cpu) == torch.float32
+
+
+def test_the_classifier_pipelines_batches_through_a_submitting_backend(tiny_optimized):
+    """CudaGraphBackend (here on the CPU: the same class, its runner's eager stand-in for graphs) behind the one
+    Classifier: batches queued ahead are collected in order, each clip with its own logits."""
+    from squeezetime.backends.base import CudaGraphBackend, TorchBackend
+    from squeezetime.classifier import Classifier
+
+    from squeezetime.video.views import View
+
+    config = squeezetime.DataConfig(num_frames=FRAMES, views={"1x1": View(1, SIZE, SIZE, False)}, default_views="1x1")
+    graphs = CudaGraphBackend(tiny_optimized, torch.device("cpu"), torch.float32, config, max_bucket=4)
+    plain = TorchBackend("optimized", tiny_optimized, torch.device("cpu"), torch.float32, torch.float32, config)
+    names = [str(i) for i in range(5)]
+    x = clips(10, seed=3)
+    got = Classifier(graphs, config, names, batch_size=3).infer(x).logits
+    want = Classifier(plain, config, names, batch_size=3).infer(x).logits
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert graphs.runner.captured((FRAMES, SIZE, SIZE)) == [1, 4]  # batches of 3 (bucket 4) and the last clip
+
+
+def test_pipelined_keeps_order_and_bounds_what_is_in_flight():
+    from squeezetime.classifier import _pipelined
+
+    in_flight, peak = [], []
+
+    class Job:
+        def __init__(self, value):
+            self.value = value
+            in_flight.append(self)
+            peak.append(len(in_flight))
+
+        def result(self):
+            in_flight.remove(self)
+            return self.value
+
+    assert list(_pipelined(Job, range(7), in_flight=2)) == list(range(7))
+    assert max(peak) == 3  # two queued ahead of the one being collected

@@ -243,8 +243,9 @@ class BucketRunner:
             return _eager_replay(self.network, x), self.network(x)
         graph = torch.cuda.CUDAGraph()
         # thread_local: other threads of the server may use the GPU (their own work) while this one captures
-        with torch.cuda.graph(graph, pool=shape.pool, stream=self.compute_stream, capture_error_mode="thread_local"):
-            logits = self.network(x)
+        with _cudnn_autotuned(), torch.cuda.graph(graph, pool=shape.pool, stream=self.compute_stream,
+                                                  capture_error_mode="thread_local"):
+            logits = self.network(x)  # cuDNN finds the algorithms the warm-up timed in its cache: no search here
         return _graph_replay(graph, logits), logits
 
     def _warm_and_measure(self, x: Tensor) -> int:
@@ -256,7 +257,7 @@ class BucketRunner:
         torch.cuda.synchronize(self.device)
         before = torch.cuda.memory_allocated(self.device)
         torch.cuda.reset_peak_memory_stats(self.device)
-        with torch.cuda.stream(self.compute_stream):
+        with _cudnn_autotuned(), torch.cuda.stream(self.compute_stream):
             for _ in range(2):
                 self.network(x)
         torch.cuda.synchronize(self.device)
@@ -268,6 +269,13 @@ class BucketRunner:
         free, _ = torch.cuda.mem_get_info(self.device)
         # the caching allocator's reserved-but-unused blocks are free for a capture too
         return free + torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
+
+
+def _cudnn_autotuned():
+    """cuDNN times its convolution algorithms for each shape once (the first warm-up run) and the capture records
+    the fastest; a replay never searches again. Scoped: the process's own setting is left as it was."""
+    return torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False,
+                                      allow_tf32=torch.backends.cudnn.allow_tf32)
 
 
 class _NoStream:
