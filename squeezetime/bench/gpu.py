@@ -220,7 +220,7 @@ def main(argv=None) -> int:
 
     torch.backends.cudnn.benchmark = True
     model = squeezetime.create_model(args.arch).cuda().eval()
-    raw = {}
+    raw, memory = {}, {}
     with torch.inference_mode():
         built = {"eager fp16": lambda: EagerRow(model, compiled=False),
                  "compile fp16": lambda: EagerRow(model, compiled=True), "ours fp16": lambda: OursRow(model)}
@@ -229,9 +229,13 @@ def main(argv=None) -> int:
             rows = {name: row for name, row in all_rows.items()
                     if name != "compile fp16" or batch in args.compile_batch_sizes}
             raw[batch] = measure(rows, batch, args.rounds, args.min_seconds)
+            if "ours fp16" in rows:  # what the captured buckets (and everything else alive) hold on the device
+                memory[batch] = {"buckets": rows["ours fp16"].runner.captured((16, 224, 224)),
+                                 "reserved_mib": torch.cuda.memory_reserved() / 2 ** 20}
     records = summarize(raw)
     result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "arch": args.arch,
-              "clip": [16, 224, 224, 3], "rounds": args.rounds, "records": records, "targets": check_targets(records)}
+              "clip": [16, 224, 224, 3], "rounds": args.rounds, "records": records, "targets": check_targets(records),
+              "memory_after_each_batch_size": memory}
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "gpu_bench.json"), "w") as f:
         json.dump(result, f, indent=1)
