@@ -146,11 +146,9 @@ def test_first_window_comes_before_the_video_is_decoded(classifier, path_video):
     first = next(timeline)
     # the read-ahead is one window queued and one being decoded: at most 3 windows' worth of frames ahead
     assert first.start == 0 and SPAN <= timeline.stats.frames_decoded <= SPAN + 3 * STRIDE * FPS < total
-    timeline.close()  # stops the decode thread: the video is never decoded to its end
-    decoded = timeline.stats.frames_decoded
-    assert timeline.stats.finished and decoded < total
-    time.sleep(0.3)
-    assert timeline.stats.frames_decoded == decoded
+    # The bound holds whatever the speeds: the read-ahead queue (batch_size 1) blocks the decode thread.
+    timeline.close()  # stops the decode thread and joins it: the video is never decoded to its end
+    assert timeline.stats.finished and timeline.stats.frames_decoded < total  # finished: no frame comes after
 
 
 def test_memory_holds_one_clip_span_of_frames(path_video):
@@ -163,18 +161,38 @@ def test_memory_holds_one_clip_span_of_frames(path_video):
 
 
 def test_windows_are_batched_when_several_are_ready(classifier, path_video):
-    """The network gets every window that is ready (up to batch_size), never waits for more."""
+    """The network gets every window that is ready (up to batch_size), never waits for more. Ordered with events,
+    not sleeps: the decode thread (its stop check, every 16 frames) holds after window 0 until the network has
+    taken it alone, and the network's first call returns once windows 1 to 4 are queued (the queue holds 4)."""
+    import threading
+
+    first_taken, four_queued = threading.Event(), threading.Event()
+    window_4_closes = SPAN - 1 + 4 * FPS  # frame index: stride 1 s = 25 frames
+
+    def decode_checkpoint() -> bool:  # the timeline's should_stop, also asked by the consumer between windows
+        if threading.current_thread().name != "squeezetime-timeline-decode":
+            return False
+        decoded = timeline.stats.frames_decoded
+        if SPAN <= decoded < SPAN + FPS:   # window 0 is queued, window 1 is not closed yet
+            assert first_taken.wait(timeout=120)
+        if decoded > window_4_closes:
+            four_queued.set()
+        return False
+
     sizes = []
 
-    def slow_network(clips):
+    def network(clips):
         sizes.append(len(clips))
-        time.sleep(0.3)  # windows pile up meanwhile
+        if len(sizes) == 1:
+            first_taken.set()
+            assert four_queued.wait(timeout=120)
         return classifier.scores(clips).numpy()
 
-    windows = list(Timeline(path_video, classifier.data_config, classifier.class_names, slow_network, stride=1.0,
-                            batch_size=4))
+    timeline = Timeline(path_video, classifier.data_config, classifier.class_names, network, stride=1.0,
+                        batch_size=4, should_stop=decode_checkpoint)
+    windows = list(timeline)
     assert sum(sizes) == len(windows) == int((500 - SPAN) // FPS) + 1
-    assert sizes[0] == 1 and max(sizes) == 4
+    assert sizes[:2] == [1, 4]
 
 
 # -- bad input ------------------------------------------------------------------------------------------------------
@@ -356,12 +374,11 @@ def test_a_cancelled_stream_stops_the_server_work(triton, path_video):
         first = next(stream)
         stream.close()  # stop_stream(cancel_requests=True)
         assert first.start == 0
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 60  # a wait for the server's counter (typically < 1 s), not a timing
         while cancelled_count(triton.metrics_url) < cancelled + 1:  # the server saw the cancel and stopped
             assert time.monotonic() < deadline, "the server never stopped the cancelled timeline"
             time.sleep(0.2)
-        done = clip_model_inferences(client) - before
-        time.sleep(2.0)
-        assert clip_model_inferences(client) - before == done < windows
+        # stopped well before the end (a window in flight at the cancel may still be scored)
+        assert clip_model_inferences(client) - before < windows
         # and it serves the next request
         assert len(list(client.timeline(make_video(3, seed=2), stride=1.0, topk=1))) == 1
