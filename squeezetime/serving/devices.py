@@ -16,7 +16,7 @@ GPU_KINDS = ("GPU", "KIND_GPU")  # Triton's python backend names the kind "GPU";
 
 def graph_buckets(max_batch: int) -> tuple[int, ...]:
     """The CUDA-graph batch buckets that batches of 1..``max_batch`` clips are padded to."""
-    from ..optimize.cuda_graphs import buckets_up_to  # imports torch; only asked for when configs are written
+    from ..optimize.cuda_graphs import buckets_up_to  # imports torch: only when GPU sizes are asked for
 
     return tuple(buckets_up_to(int(max_batch)))
 
