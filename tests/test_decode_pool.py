@@ -5,7 +5,6 @@ tritonserver (the session fixture of test_triton_server)."""
 from __future__ import annotations
 
 import io
-import statistics
 import threading
 import time
 import urllib.request
@@ -119,68 +118,69 @@ def big_video():
     return expensive_video()
 
 
-def test_a_cheap_request_is_not_held_up_by_expensive_ones(triton, big_video, demo_videos):  # noqa: F811
+QUEUED = 'squeezetime_stage_seconds_count{model="squeezetime_video",stage="queue"}'      # decodes started
+DECODED = 'squeezetime_stage_seconds_count{model="squeezetime_video",stage="decode"}'    # decodes ended
+DECODE_SECONDS = 'squeezetime_stage_seconds_sum{model="squeezetime_video",stage="decode"}'
+CANCELLED = 'squeezetime_rejections_total{model="squeezetime_video",reason="cancelled"}'
+
+
+def wait_for_metric(url: str, key: str, at_least: float, timeout: float = 120.0) -> dict[str, float]:
+    """Scrape until ``key`` reaches ``at_least``. A wait for an event the server reports, not a timing: 120 s is
+    far above its typical fraction of a second, only there so that a broken server fails the test."""
+    deadline = time.monotonic() + timeout
+    while True:
+        metrics = scrape(url)
+        if metrics.get(key, 0) >= at_least:
+            return metrics
+        assert time.monotonic() < deadline, f"{key} never reached {at_least}: {metrics.get(key)}"
+        time.sleep(0.05)
+
+
+def test_a_cheap_request_is_answered_while_expensive_ones_decode(triton, big_video, demo_videos):  # noqa: F811
+    """Decoding is off the request path, in a pool: with two expensive decodes running, a cheap request is decoded
+    and answered beside them. Ordered by the server's counters, not by sleeps: the cheap request is sent once both
+    expensive decodes have started (queue-stage count), and when its answer arrives no expensive decode has ended
+    (decode-stage count). An expensive decode (30 clips of 480 frames of 720p, typically 1 to 2 s) lasts over 10x
+    a cheap 1x1 request (typically 0.1 s), on a loaded machine too. How much the cheap request slows down beside
+    them is a timing: benchmarks/bench_refusal.py measures it."""
     cheap = open(demo_videos[1][0], "rb").read()
-    _classify_seconds(triton.grpc_url, cheap, "1x1")  # connection and caches, not measured
-    alone = statistics.median(_classify_seconds(triton.grpc_url, cheap, "1x1") for _ in range(3))
-
-    expensive: dict[int, float] = {}
-    ended: dict[int, float] = {}
-
-    def run_expensive(i):
-        expensive[i] = _classify_seconds(triton.grpc_url, big_video, "10x3")
-        ended[i] = time.perf_counter()
-
-    threads = [threading.Thread(target=run_expensive, args=(i,), daemon=True) for i in range(2)]
-    for t in threads:  # one after the other (not in one dynamic batch): both video-model instances get one
-        t.start()
-        time.sleep(0.3)
-    time.sleep(0.3)  # both are decoding now
-    beside, cheap_ended = [], []
-    for _ in range(3):
-        beside.append(_classify_seconds(triton.grpc_url, cheap, "1x1"))
-        cheap_ended.append(time.perf_counter())
-    for t in threads:
-        t.join(timeout=300)
-    assert len(expensive) == 2, "an expensive request did not finish"
-    print(f"\ncheap request alone {alone:.3f} s (median of 3); beside 2 expensive ones "
-          f"{', '.join(f'{b:.3f}' for b in beside)} s; expensive ones {expensive[0]:.2f}, {expensive[1]:.2f} s")
-    # Before: each video-model instance decoded its batch inside execute, so with both instances busy with an
-    # expensive video the cheap request waited for one of them to finish.
-    # The first cheap request must be answered while both expensive ones still run (it was sent after both had
-    # started). The later two are not held to it: on a loaded machine three cheap requests in a row can outlast
-    # an expensive one that started 0.6 s earlier (seen in CI: 3 x 0.7 s beside 3.1 s) without any waiting.
-    assert cheap_ended[0] < min(ended.values()), "a cheap request waited for an expensive one to finish"
-    assert max(beside) <= max(4 * alone, alone + 2.0), (alone, beside)
+    _classify_seconds(triton.grpc_url, cheap, "1x1")  # connection and caches
+    before = scrape(triton.metrics_url)
+    expensive = [threading.Thread(target=_classify_seconds, args=(triton.grpc_url, big_video, "10x3"), daemon=True)
+                 for _ in range(2)]
+    for thread in expensive:
+        thread.start()
+    wait_for_metric(triton.metrics_url, QUEUED, before.get(QUEUED, 0) + 2)  # both hold a decode thread
+    _classify_seconds(triton.grpc_url, cheap, "1x1")
+    answered = scrape(triton.metrics_url)
+    for thread in expensive:
+        thread.join(timeout=300)
+    assert answered[DECODED] == before[DECODED] + 1, "the cheap request waited for an expensive decode to end"
+    assert scrape(triton.metrics_url)[DECODED] == before[DECODED] + 3
 
 
 def test_a_cancelled_request_stops_its_decode(triton, big_video):  # noqa: F811
+    """A request the client cancels while it decodes stops decoding: cancelled as soon as its decode has started
+    (queue-stage count), its decode ends after the cancel check's next look (every 16 frames, at most every 0.05 s):
+    measured 0.05 s of a 0.78 s full decode. The bound, half the full decode, is 10x that typical value."""
     import tritonclient.grpc as grpcclient
-    from tritonclient.utils import InferenceServerException
 
-    key = 'squeezetime_rejections_total{model="squeezetime_video",reason="cancelled"}'
-    decode = 'squeezetime_stage_seconds_sum{model="squeezetime_video",stage="decode"}'
     before = scrape(triton.metrics_url)
-    full = _classify_seconds(triton.grpc_url, big_video, "10x3")  # how long the whole request takes
+    _classify_seconds(triton.grpc_url, big_video, "10x3")
     mid = scrape(triton.metrics_url)
-    full_decode = mid[decode] - before[decode]
+    full_decode = mid[DECODE_SECONDS] - before[DECODE_SECONDS]
 
-    # Give up a fifth of the way into the decode. The point is taken from the decode's time, not the whole
-    # request's: under load the 30 clips' inference makes the request slow while the decode stays under a second,
-    # and a cancel at a quarter of the request (CI: 0.5 s of 0.76 s decode) came after the decode had ended.
-    cancel_after = max(0.1, full_decode / 5)
     client = grpcclient.InferenceServerClient(triton.grpc_url)
     try:
-        with pytest.raises(InferenceServerException, match="Deadline"):
-            client.infer("squeezetime_video", _video_inputs(big_video, "10x3"), client_timeout=cancel_after)
+        outcome = []
+        call = client.async_infer("squeezetime_video", _video_inputs(big_video, "10x3"),
+                                  callback=lambda result, error: outcome.append(error), client_timeout=300)
+        wait_for_metric(triton.metrics_url, QUEUED, mid[QUEUED] + 1)
+        call.cancel()
+        after = wait_for_metric(triton.metrics_url, CANCELLED, mid.get(CANCELLED, 0) + 1)
     finally:
         client.close()
-    deadline = time.monotonic() + max(60.0, 3 * full)
-    while scrape(triton.metrics_url)[key] < mid[key] + 1:
-        assert time.monotonic() < deadline, "the cancelled request was never counted as cancelled"
-        time.sleep(0.2)
-    after = scrape(triton.metrics_url)
-    stopped_decode = after[decode] - mid[decode]
-    print(f"\nwhole request {full:.2f} s (decode {full_decode:.2f} s); cancelled after {cancel_after:.2f} s: "
-          f"decode ran {stopped_decode:.2f} s")
-    assert stopped_decode < 0.6 * full_decode, (stopped_decode, full_decode)
+    after = wait_for_metric(triton.metrics_url, DECODED, mid[DECODED] + 1)
+    stopped_decode = after[DECODE_SECONDS] - mid[DECODE_SECONDS]
+    print(f"\nfull decode {full_decode:.2f} s; cancelled once decoding: decode ran {stopped_decode:.2f} s")
+    assert stopped_decode < 0.5 * full_decode, (stopped_decode, full_decode)
