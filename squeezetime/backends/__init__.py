@@ -39,9 +39,22 @@ def _eager(model, device: torch.device, dtype: torch.dtype) -> Backend:
 
 
 def _extension_for(device: torch.device) -> bool:
+    """The optimized backend can be built here: on the CPU it needs the C++ extension; on a GPU it runs without
+    our CUDA kernels too (PyTorch's operators in their place, inside the same CUDA graphs: slower, still far
+    faster than eager), and says so once."""
     from .. import ops
 
-    return ops.extension_available() if device.type == "cpu" else ops.cuda_extension_available()
+    if device.type == "cpu":
+        return ops.extension_available()
+    if not ops.cuda_extension_available() and not _said.get("no_cuda_kernels"):
+        _said["no_cuda_kernels"] = True
+        logger.warning("squeezetime: the CUDA kernels are not built (%s); the GPU path runs PyTorch operators in "
+                       "their place (rebuild with a CUDA toolkit: TORCH_CUDA_ARCH_LIST=... pip install "
+                       "--no-build-isolation .)", ops._load().get("cuda_error") or "no squeezetime._C_cuda")
+    return True
+
+
+_said: dict = {}
 
 
 def _optimized(model, device: torch.device, dtype: torch.dtype) -> Backend:

@@ -6,6 +6,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from .. import ops
 from ..optimize import OptimizedSqueezeTime
 from ..optimize.cuda_graphs import BATCH_BUCKETS, BucketRunner
 from ..preprocess import as_uint8_clips, normalize_clip
@@ -59,7 +60,10 @@ class CudaGraphBackend:
         mean, std = [float(m) for m in data_config.mean], [float(s) for s in data_config.std]
 
         def write_input(frames: Tensor, out: Tensor) -> None:
-            torch.ops.squeezetime.squeeze_time.out(frames, mean, std, out=out)
+            if out.device.type == "cpu" or ops.has_cuda_kernel("squeeze_time.out"):
+                torch.ops.squeezetime.squeeze_time.out(frames, mean, std, out=out)
+            else:  # no CUDA kernels built: the reference, then a layout-and-dtype copy
+                out.copy_(ops.squeeze_time_reference(frames, mean, std))
 
         self.runner = BucketRunner(module.forward_input, write_input, device, dtype, channels=3,
                                    max_bucket=max_bucket)
