@@ -91,13 +91,14 @@ pytest_check ops-cuda 240 tests/test_ops_cuda.py
 pytest_check optimize-cuda 300 tests/test_optimize_cuda.py
 pytest_check cuda-graphs-logic 240 tests/test_cuda_graphs.py
 pytest_check optimize-cpu 300 tests/test_optimize.py
+pytest_check serving-gpu 300 tests/test_serving_gpu.py
 run_check paths-together 300 "$PY" scripts/gpu_paths_together.py
 if command -v compute-sanitizer >/dev/null; then
   run_check memcheck 300 compute-sanitizer --tool memcheck --error-exitcode 86 "$PY" scripts/gpu_sanitize.py
 fi
 say "running ${#PIDS[@]} checks in parallel"
 for name in "${!PIDS[@]}"; do wait "${PIDS[$name]}"; done
-for name in ops ops-cuda optimize-cuda cuda-graphs-logic optimize-cpu paths-together memcheck; do
+for name in ops ops-cuda optimize-cuda cuda-graphs-logic optimize-cpu serving-gpu paths-together memcheck; do
   if [ ! -f "$LOGS/$name.rc" ]; then
     result "$name" skip "compute-sanitizer is not installed"
     continue
