@@ -58,3 +58,9 @@ def test_server_refuses_before_starting_anything(tmp_path, model):
                            "--http-port", "0", "--metrics-port", "0"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "/dev/shm is too small" in done.stderr and "--shm-check warn" in done.stderr
+
+
+def test_gpu_instances_count_once_per_listed_gpu(tmp_path, model):
+    """KIND_GPU places `count` instances on each GPU: each one holds its own region."""
+    gpu = needs(tmp_path, model, kind="gpu", gpus=(0, 1, 3), instances=2, video_instances=1)
+    assert gpu["squeezetime"].instances == 6 and gpu["squeezetime_video"].instances == 3

@@ -92,11 +92,32 @@ def _blocks(text: str, name: str) -> str:
     return m.group(1) if m else ""
 
 
+def _instances(group: str) -> int:
+    """Model instances of an instance group: ``count``, times the GPUs for KIND_GPU (each listed GPU, or each GPU
+    this machine shows, gets ``count`` instances)."""
+    count = _int(r"count:\s*(\d+)", group, 1)
+    if "KIND_GPU" not in group:
+        return count
+    listed = re.search(r"gpus:\s*\[([^\]]*)\]", group)
+    if listed:
+        return count * max(1, len([g for g in listed.group(1).split(",") if g.strip()]))
+    return count * max(1, _visible_gpus())
+
+
+def _visible_gpus() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except Exception:  # noqa: BLE001 - no torch or no driver: the plan counts one
+        return 1
+
+
 def model_need(config: Path, clip_batch_bytes: int) -> ModelShm:
     text = config.read_text()
     name = re.search(r'^name:\s*"([^"]+)"', text, re.M).group(1)
     batch = max(1, _int(r"^max_batch_size:\s*(\d+)", text, 1))
-    instances = _int(r"count:\s*(\d+)", _blocks(text, "instance_group"), 1)
+    instances = _instances(_blocks(text, "instance_group"))
     max_video = int(_parameter(text, "max_video_bytes") or 0)
     inputs = [_tensor_bytes(b, max_video) for b in re.split(r"\n\s*\},\s*\{", _blocks(text, "input"))]
     per_request = sum(inputs) + _tensor_bytes(_blocks(text, "output"), max_video)
