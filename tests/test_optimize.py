@@ -1,5 +1,7 @@
 """squeezetime.optimize(): the optimised inference path is the official network (golden tolerance in float32),
 within a stated tolerance in bfloat16, and composes with torch.compile."""
+import re
+
 import pytest
 import torch
 
@@ -227,3 +229,66 @@ def test_bench_peers_writes_json_and_png(tmp_path):
     assert row["eager"]["speedup_vs_eager"] == pytest.approx(1.0)
     assert all(r["median_ms"] > 0 and r["per_clip_ms"] == r["median_ms"] for r in row.values())
     assert (out / "peers.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+class _RejectsOneByOneAdd:
+    """torch.ops.mkldnn._convolution_pointwise(_) as torch 2.11 behaves: the binary 'add' post-op raises
+    'could not create a memory' when the convolution's output is 1x1; everything else is the real op."""
+
+    def __init__(self, real, binary_arg: int):
+        self.real, self.binary_arg, self.rejected = real, binary_arg, []
+        self.default = getattr(real, "default", None)
+
+    def binary(self, *args):
+        x = args[1] if self.binary_arg == 1 else args[0]  # the conv input: 2nd in place, 1st otherwise
+        if args[self.binary_arg + 7] == "add" and x.shape[-2:] == (1, 1):
+            self.rejected.append(tuple(x.shape))
+            raise RuntimeError("could not create a memory")
+        return self.real.binary(*args)
+
+
+@pytest.fixture
+def onednn_as_in_torch_2_11(monkeypatch):
+    """The private ops replaced by ones that reject what torch 2.11's reject; the once-per-process warning
+    and self-test state reset, so that the test sees them afresh."""
+    from squeezetime.backends import selftest
+    from squeezetime.optimize import onednn
+
+    mk = torch.ops.mkldnn
+    fakes = (_RejectsOneByOneAdd(mk._convolution_pointwise, 0), _RejectsOneByOneAdd(mk._convolution_pointwise_, 1))
+    monkeypatch.setattr(mk, "_convolution_pointwise", fakes[0])
+    monkeypatch.setattr(mk, "_convolution_pointwise_", fakes[1])
+    monkeypatch.setattr(onednn, "_warned", [])
+    monkeypatch.setattr(selftest, "_passed", {})
+    return fakes
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN in this torch")
+def test_a_rejected_private_onednn_call_falls_back_with_one_warning(onednn_as_in_torch_2_11):
+    """squeezetime.optimize is public API: where torch's private oneDNN op rejects a shape (torch 2.11: 'add' at
+    a 1x1 output, the last stage of a 48x40 input), that conv runs through F.conv2d, with one warning for the
+    process, and the result stays the eager one at the golden tolerance."""
+    from squeezetime.optimize.onednn import OneDnnFallbackWarning
+
+    model = _trained_bn(squeezetime.create_model("k400", widen_factor=0.125))
+    x = torch.randn(2, 3, 16, 48, 40)
+    with torch.inference_mode():
+        expected = model(x).double()
+        opt = squeezetime.optimize(model)
+        with pytest.warns(OneDnnFallbackWarning, match=re.escape(f"torch {torch.__version__}'s private")) as w:
+            got = opt(x)
+        assert len(w) == 1 and relative_l2(got, expected) < GOLDEN_REL_L2
+        rejected = sum(len(fake.rejected) for fake in onednn_as_in_torch_2_11)
+        assert rejected > 0
+        assert relative_l2(opt(x), expected) < GOLDEN_REL_L2  # the same shape again: straight to the fallback
+    assert sum(len(fake.rejected) for fake in onednn_as_in_torch_2_11) == rejected
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN in this torch")
+def test_onednn_self_test_covers_the_shape_torch_2_11_rejects(onednn_as_in_torch_2_11):
+    from squeezetime.backends.selftest import check_onednn
+    from squeezetime.optimize.onednn import OneDnnFallbackWarning
+
+    with pytest.warns(OneDnnFallbackWarning):
+        check_onednn(torch.float32)  # passes: the rejected convolutions ran through the public path
+    assert any(fake.rejected for fake in onednn_as_in_torch_2_11)

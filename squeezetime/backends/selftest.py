@@ -4,9 +4,11 @@
 (``_reorder_convolution_weight``, ``_convolution_pointwise`` .default / .binary and the in-place
 ``_convolution_pointwise_.binary``): any torch release may rename them or change what their arguments mean.
 Before the backend is built on the CPU they are checked once per process and dtype: they must exist, and a
-tiny SqueezeTime (k400 layout, width 1/16, 8 frames at 64x64: every block kind, the stem, the CTL post-ops
-and the in-place residual) optimised must agree with its eager self. If not, ``OneDnnSelfTestError`` says
-which, and ``backend="auto"`` moves on to the next backend of its rule (one warning).
+tiny SqueezeTime (k400 layout, width 1/16, 8 frames: every block kind, the stem, the CTL post-ops and the
+in-place residual) optimised must agree with its eager self, at 64x64 with every private call working, and at
+32x32, whose last stage is 1x1: the shape where torch 2.11's binary ``add`` post-op raises, so the public
+fallback of ``optimize.onednn`` (one ``OneDnnFallbackWarning``) is checked too. If not, ``OneDnnSelfTestError``
+says which, and ``backend="auto"`` moves on to the next backend of its rule (one warning).
 """
 from __future__ import annotations
 
@@ -29,6 +31,11 @@ def _ops_identity() -> tuple:
     return tuple(id(getattr(mk, name, None)) for name in PRIVATE_OPS)
 
 
+# input sizes of the self-test: 64x64 (2x2 last stage: no private call may fail) and 32x32 (1x1 last stage:
+# torch 2.11's oneDNN add rejects it, and the public fallback must give the same numbers)
+SIZES = ((64, 64), (32, 32))
+
+
 def _tiny_model():
     from ..models.registry import create_model
 
@@ -41,8 +48,8 @@ def _tiny_model():
                 m.running_var.uniform_(0.5, 1.5)
                 m.weight.data.uniform_(0.5, 1.5)
                 m.bias.data.uniform_(-0.2, 0.2)
-        clip = torch.randn(1, 3, 8, 64, 64)
-    return model, clip
+        clips = [torch.randn(1, 3, 8, h, w) for h, w in SIZES]
+    return model, clips
 
 
 def check_onednn(dtype: torch.dtype = torch.float32) -> None:
@@ -58,13 +65,17 @@ def check_onednn(dtype: torch.dtype = torch.float32) -> None:
     if missing:
         raise OneDnnSelfTestError(f"torch {torch.__version__} lacks torch.ops.mkldnn.{', '.join(missing)}, which "
                                   "squeezetime.optimize uses; use backend='eager' (or 'auto', which falls back)")
-    from ..optimize import optimize
+    from ..optimize import onednn, optimize
 
-    model, clip = _tiny_model()
+    model, clips = _tiny_model()
     try:
         with torch.inference_mode():
-            want = model(clip).double()
-            got = optimize(model, dtype=dtype)(clip).double()
+            opt = optimize(model, dtype=dtype)
+            got = [opt(clips[0])]
+            if onednn.failures(opt):  # the private API itself broke (e.g. a changed signature), not one shape
+                raise RuntimeError(onednn.failures(opt)[0])
+            got = torch.cat(got + [opt(clip) for clip in clips[1:]]).double()
+            want = torch.cat([model(clip) for clip in clips]).double()
     except Exception as e:  # noqa: BLE001 - a changed signature shows up as any error
         raise OneDnnSelfTestError(f"squeezetime.optimize's oneDNN functions fail under torch {torch.__version__} "
                                   f"({type(e).__name__}: {e}); use backend='eager' (or 'auto', which falls back)") from e

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import ops
+from . import onednn
 from ..models.folding import bn_affine, fold_conv_bn, fold_ctl_bn  # noqa: F401 - bn_affine: the old import path
 from ..models.registry import MEAN, STD
 from ..models.squeezetime import Bottleneck, ChannelTimeLearning, SqueezeTime, resize_pos_embed
@@ -82,6 +83,8 @@ class FoldedConv(nn.Module):
     already folded ``weights`` (weight, bias) given. On CPU they are also kept pre-packed in oneDNN's blocked
     layout and the ReLU / residual add run as oneDNN post-ops (what inductor's freezing does, here without
     compiling). Under torch.compile, on other devices or without oneDNN, the same maths runs through F.conv2d.
+    Those oneDNN functions are private torch API: a call that raises runs, for that op and input shape, the
+    same maths through F.conv2d and ATen from then on (``onednn``: one warning per process).
     """
 
     def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d | None, relu: bool, dtype, prepack: bool = False,
@@ -93,6 +96,7 @@ class FoldedConv(nn.Module):
         self._pad, self._str = list(conv.padding), list(conv.stride)  # the oneDNN ops' int[] arguments
         self.prepack = prepack and _mkldnn_usable(dtype)
         self._packs: dict = {}  # input shape -> weights packed for it (oneDNN picks the layout per shape)
+        self.private_failures: dict = {}  # (op, input shape, dtype) whose private call raised -> the error
 
     def _use_packed(self, x: Tensor) -> bool:
         return (self.prepack and x.device.type == "cpu" and self.weight.device.type == "cpu"
@@ -109,27 +113,52 @@ class FoldedConv(nn.Module):
             self._packs[key] = packed
         return packed
 
+    def _conv(self, x: Tensor) -> Tensor:
+        """The convolution (folded bias included) through public API."""
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, 1, self.groups)
+
+    def _guarded(self, op: str, x: Tensor, private, public) -> Tensor:
+        """private() (a torch.ops.mkldnn call), unless it raised before for this op and input shape: then, and
+        from then on for that shape, public() (the same maths through public API)."""
+        key = (op, tuple(x.shape), x.dtype)
+        if key not in self.private_failures:
+            try:
+                return private()
+            except onednn.PRIVATE_CALL_ERRORS as error:  # oneDNN rejects a shape before writing anything
+                self.private_failures[key] = f"{type(error).__name__}: {onednn.first_line(error)}"
+                onednn.warn_fallback(op, x, error)
+        return public()
+
     def packed(self, x: Tensor, unary: str) -> Tensor:
         """unary(conv(x)) with the pre-packed weights (``_use_packed(x)`` must hold)."""
-        return torch.ops.mkldnn._convolution_pointwise.default(
-            x, self._pack_for(x), self.bias, self._pad, self._str, [1, 1], self.groups, unary, [], "")
+        return self._guarded(
+            f"_convolution_pointwise.default (unary {unary})", x,
+            lambda: torch.ops.mkldnn._convolution_pointwise.default(
+                x, self._pack_for(x), self.bias, self._pad, self._str, [1, 1], self.groups, unary, [], ""),
+            lambda: onednn.post_ops(self._conv(x), None, None, unary))
 
     def packed_binary(self, x: Tensor, other: Tensor, binary: str, unary: str) -> Tensor:
         """unary(binary(conv(x), other)) into a new tensor (oneDNN post-ops), with the pre-packed weights."""
-        return torch.ops.mkldnn._convolution_pointwise.binary(
-            x, other, self._pack_for(x), self.bias, self._pad, self._str, [1, 1], self.groups,
-            binary, 1.0, None if unary == "none" else unary, [], None)
+        return self._guarded(
+            f"_convolution_pointwise.binary ({binary}, {unary})", x,
+            lambda: torch.ops.mkldnn._convolution_pointwise.binary(
+                x, other, self._pack_for(x), self.bias, self._pad, self._str, [1, 1], self.groups,
+                binary, 1.0, None if unary == "none" else unary, [], None),
+            lambda: onednn.post_ops(self._conv(x), other, binary, unary))
 
     def packed_into(self, other: Tensor, x: Tensor, binary: str, unary: str) -> Tensor:
         """other = unary(binary(conv(x), other)), in place (oneDNN post-ops), with the pre-packed weights."""
-        return torch.ops.mkldnn._convolution_pointwise_.binary(
-            other, x, self._pack_for(x), self.bias, self._pad, self._str, [1, 1], self.groups,
-            binary, 1.0, None if unary == "none" else unary, [], None)
+        return self._guarded(
+            f"_convolution_pointwise_.binary ({binary}, {unary})", x,
+            lambda: torch.ops.mkldnn._convolution_pointwise_.binary(
+                other, x, self._pack_for(x), self.bias, self._pad, self._str, [1, 1], self.groups,
+                binary, 1.0, None if unary == "none" else unary, [], None),
+            lambda: other.copy_(onednn.post_ops(self._conv(x), other, binary, unary)))
 
     def forward(self, x: Tensor) -> Tensor:
         if self._use_packed(x):
             return self.packed(x, "relu" if self.relu else "none")
-        y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, 1, self.groups)
+        y = self._conv(x)
         return F.relu(y) if self.relu else y
 
     def forward_add_relu(self, x: Tensor, other: Tensor, inplace: bool = False) -> Tensor:
@@ -139,7 +168,7 @@ class FoldedConv(nn.Module):
             if inplace:
                 return self.packed_into(other, x, "add", "relu")
             return self.packed_binary(x, other, "add", "relu")
-        return F.relu(F.conv2d(x, self.weight, self.bias, self.stride, self.padding, 1, self.groups) + other)
+        return F.relu(self._conv(x) + other)
 
 
 class OptimizedCTL(nn.Module):
@@ -220,7 +249,10 @@ class OptimizedCTL(nn.Module):
             if residual is not None:
                 out.add_(residual)
             return self.temporal.packed_into(out, xg, "add", "relu" if relu else "none")
-        xg = x * self.gate(x).view(n, cin, 1, 1)
+        if self.fused and x.device.type == "cuda" and ops.has_cuda_kernel("gate_scale"):
+            xg = ops.gate_scale(x, *self._gate_f32)  # three launches instead of ATen's six
+        else:
+            xg = x * self.gate(x).view(n, cin, 1, 1)
         y = self.glo6(self.glo3(self.glo0(xg) + self.pos(xg)))
         temporal, short = self.temporal(xg), self.short(x)
         if self.fused:
@@ -308,6 +340,13 @@ class OptimizedSqueezeTime(nn.Module):
             n, _, h, w = x.shape
             x = x.contiguous().reshape(n, -1, self.time_steps_out, h, w)
         return x
+
+    def forward_input(self, x: Tensor) -> Tensor:
+        """The network from its input tensor (N, 3T, H, W), already normalised and folded, in ``dtype`` and the
+        module's memory format (what squeeze_time.out writes) -> float32 logits (features without a head).
+        The GPU path's CUDA graphs capture this (``optimize.cuda_graphs``)."""
+        x = self.blocks_and_fold(self.maxpool(self.stem(x)))
+        return self.head(x) if self.fc else x.float()
 
     def head(self, x: Tensor) -> Tensor:
         return F.linear(x.mean((2, 3)), self.fc_w, self.fc_b).float()
