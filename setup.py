@@ -68,6 +68,29 @@ class build_py_without_build_info(build_py):
         return [m for m in modules if not (package == "squeezetime" and m[1] == BUILD_INFO)]
 
 
+# Issue #20, failure 3 (docs/kernels.md): every operator error is a C++ exception thrown through these modules.
+# Hidden visibility, and a version script exporting only PyInit_*, so that _C, _C_cuda and torch never bind
+# to each other's copies of inline functions or static locals (whatever compiler built each); unwind tables
+# stated, not left to a compiler's defaults.
+HARDENING = ["-fvisibility=hidden", "-fvisibility-inlines-hidden", "-fexceptions", "-fasynchronous-unwind-tables"]
+EXPORTS_MAP = os.path.join("csrc", "tools", "module_exports.map")
+
+
+def export_only_module_init() -> list:
+    return [f"-Wl,--version-script={os.path.abspath(EXPORTS_MAP)}"]
+
+
+def compiler_version(command: list) -> str:
+    """The first line of `command --version` (the C++ compiler that builds the extension), for _build_info."""
+    import subprocess
+
+    try:
+        out = subprocess.run(command + ["--version"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"{' '.join(command)} (--version failed: {e})"
+    return f"{' '.join(command)}: {(out.splitlines() or ['?'])[0]}"
+
+
 def kernel_extensions() -> dict:
     cmdclass = {"build_py": build_py_without_build_info}
     if os.environ.get("SQUEEZETIME_NO_EXT") == "1":
@@ -109,22 +132,25 @@ def kernel_extensions() -> dict:
     # -g0: Python's default CFLAGS carry -g, which doubles the compile time of the vectorised kernels (measured
     # 47 s -> 21 s for cpu/ctl_combine.cpp) and the size of the module; SQUEEZETIME_DEBUG=1 keeps it
     nodebug = [] if os.environ.get("SQUEEZETIME_DEBUG") == "1" else ["-g0"]
-    cxx = ["-O3", "-fopenmp"] + nodebug
+    cxx = ["-O3", "-fopenmp"] + nodebug + HARDENING
     if os.environ.get("SQUEEZETIME_PORTABLE") != "1":
         cxx.append("-march=native")  # auto-vectorised kernels use the build machine's widest SIMD
     common = ["csrc/squeezetime_ops.cpp", "csrc/python_module.cpp"]
     # depends: the headers and build helpers, so that an sdist carries them (setuptools adds them to it)
     depends = sorted(glob.glob("csrc/*.h") + glob.glob("csrc/cpu/*.h") + glob.glob("csrc/cuda/*.h")
-                     + glob.glob("csrc/cuda/*.cuh") + glob.glob("csrc/tools/*.py"))
+                     + glob.glob("csrc/cuda/*.cuh") + glob.glob("csrc/tools/*.py") + [EXPORTS_MAP])
     exts = [cpp_extension.CppExtension(
         "squeezetime._C", common + sorted(glob.glob("csrc/cpu/*.cpp")), depends=depends,
-        extra_compile_args={"cxx": cxx + ["-DSQUEEZETIME_MODULE_NAME=_C"]}, extra_link_args=["-fopenmp"])]
+        extra_compile_args={"cxx": cxx + ["-DSQUEEZETIME_MODULE_NAME=_C"]},
+        extra_link_args=["-fopenmp"] + export_only_module_init())]
     if cuda_home:
         exts.append(cpp_extension.CUDAExtension(
             "squeezetime._C_cuda", ["csrc/python_module.cpp"] + sorted(glob.glob("csrc/cuda/*.cu")),
             depends=depends, include_dirs=tools["wheel_cuda_includes"](cuda_home),
-            extra_compile_args={"cxx": ["-O3", "-DSQUEEZETIME_MODULE_NAME=_C_cuda"] + nodebug,
-                                "nvcc": ["-O3", "-DSQUEEZETIME_MODULE_NAME=_C_cuda"]}))
+            extra_compile_args={"cxx": ["-O3", "-DSQUEEZETIME_MODULE_NAME=_C_cuda"] + nodebug + HARDENING,
+                                "nvcc": ["-O3", "-DSQUEEZETIME_MODULE_NAME=_C_cuda"]
+                                + [f"-Xcompiler={flag}" for flag in HARDENING]},
+            extra_link_args=export_only_module_init()))
         say(f"building the CPU and CUDA extensions against torch {torch.__version__} (CUDA {torch.version.cuda}, "
             f"CUDA_HOME={cpp_extension.CUDA_HOME}, architectures {arch} from {where})")
     else:
@@ -136,6 +162,7 @@ def kernel_extensions() -> dict:
         "CUDA_ARCH_LIST": arch if cuda_home else None,
         "EXTENSIONS": tuple(ext.name for ext in exts),
         "CUDA_SKIPPED_BECAUSE": why_not_cuda,
+        "COMPILER": compiler_version([os.environ.get("CXX", "c++")]),  # what cpp_extension compiles with
     }
 
     class build_ext(cpp_extension.BuildExtension):
@@ -203,7 +230,8 @@ setup(
         "serving/torchserve/squeezetime_handler.py",
         "py.typed",
     ]},
-    install_requires=["torch>=2.4", "numpy", "av", "tqdm", "opencv-python-headless"],
+    install_requires=["torch>=2.11",  # the oldest torch CI builds and tests against (tests/test_torch_versions.py)
+                       "numpy", "av", "tqdm", "opencv-python-headless"],
     extras_require={
         "bench": ["matplotlib"],
         "test": ["pytest", "pytest-timeout", "matplotlib"],

@@ -4,6 +4,9 @@
 
 #include <vector>
 
+// Hidden, whatever flags build this header (setup.py also passes -fvisibility=hidden): _C and _C_cuda both
+// compile these inline helpers, and a default-visibility copy in one module could stand in for the other's.
+#pragma GCC visibility push(hidden)
 namespace squeezetime {
 
 inline void check_squeeze_time_args(const at::Tensor& frames, c10::ArrayRef<double> mean,
@@ -68,3 +71,4 @@ inline at::Tensor empty_output(const at::Tensor& like, bool nhwc) {
 }
 
 }  // namespace squeezetime
+#pragma GCC visibility pop

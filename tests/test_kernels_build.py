@@ -37,3 +37,19 @@ def test_cmake_library_builds_and_ctest_passes():
         assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     assert "100% tests passed" in proc.stdout
     assert list(build.glob("libsqueezetime_ops.*"))
+
+
+@pytest.mark.timeout(600)
+def test_error_canary_every_operator_error_is_a_runtime_error():
+    """csrc/tools/error_canary.py (what scripts/gpu_check.sh runs on the GPU machine, issue #20 failure 3): one
+    bad argument per operator, each in a child process, must raise RuntimeError there, not crash it."""
+    from squeezetime import ops
+
+    if not ops.extension_available():
+        pytest.skip(f"extension not built: {ops.extension_error()}")
+    proc = subprocess.run([sys.executable, str(ROOT / "csrc" / "tools" / "error_canary.py")],
+                          capture_output=True, text=True, timeout=550, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    results = [line for line in proc.stdout.splitlines() if line.startswith("error canary: ") and "cpu" in line]
+    assert len(results) >= 6 and all("RuntimeError (ok)" in line for line in results), proc.stdout
+    assert "built by: " in proc.stdout  # the compiler that built the module is named
