@@ -144,6 +144,8 @@ def test_sigterm_leaves_a_valid_file_and_the_rerun_finishes_it(corpus, tmp_path)
     deadline = time.monotonic() + 240
     while process.poll() is None and time.monotonic() < deadline and not (out.exists() and out.stat().st_size):
         time.sleep(0.05)
+    # SIGTERM within ~0.05 s of the first line, while 15 videos (each a decode and a network call, 0.1 s or more)
+    # remain: over 10x the margin the assertion "1 <= lines < 16" needs, on a loaded machine too
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
