@@ -75,8 +75,8 @@ def demo_model():
 # -- the `servers` marker: tests that start a real tritonserver, TorchServe or `squeezetime serve` -------------------
 # `pytest -m "not servers"` runs the fast unit tests alone. A test is marked when its own source or that of a fixture
 # it uses (directly or not) starts a server; modules may also mark themselves (pytestmark).
-SERVER_STARTS = ("TritonServer(", "running(", "server.start(", "ts_server.start(", '"--via", "triton"', '"serve",', '"torchserve", "start"',
-                 "require_tritonserver()")
+SERVER_STARTS = ("TritonServer(", "running(", "server.start(", "ts_server.start(", '"--via", "triton"', '"serve",',
+                 '"torchserve", "start"', "require_tritonserver()")
 
 
 def pytest_configure(config):
