@@ -158,9 +158,11 @@ def test_sigkilled_serve_leaves_no_process_and_the_next_start_removes_its_files(
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         t0 = time.monotonic()
-        left = wait_for(lambda: not server_pids(repo, workdir) and not group_pids(pgid), 30)
+        # a wait for the processes to go (the kernel's parent-death signal: seconds, printed below), not a timing;
+        # 120 s only fails a server that never goes
+        left = wait_for(lambda: not server_pids(repo, workdir) and not group_pids(pgid), 120)
         took = time.monotonic() - t0
-        assert left, f"still running 30 s after the launcher was killed: {server_pids(repo, workdir)}"
+        assert left, f"still running 120 s after the launcher was killed: {server_pids(repo, workdir)}"
         print(f"tritonserver and stubs gone {took:.1f} s after SIGKILL of the launcher")
         # what nobody could remove: the temp dirs (the stubs remove their own shm regions when they can)
         assert workdir.is_dir() and repo.parent.is_dir()
@@ -191,7 +193,7 @@ def test_crash_of_launcher_and_server_leaves_shm_that_the_next_start_removes(tmp
         proc.send_signal(signal.SIGKILL)
         os.killpg(pgid, signal.SIGKILL)
         proc.wait(timeout=30)
-        assert wait_for(lambda: not server_pids(repo, workdir), 30)
+        assert wait_for(lambda: not server_pids(repo, workdir), 120)  # a wait for them to go, as above
         regions = [p for p in os.listdir("/dev/shm") if p.startswith(shm_prefix)]
         assert regions, "expected the killed stubs' regions to be left"
         assert shm_prefix in stale_shm_prefixes()
