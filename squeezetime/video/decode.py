@@ -10,8 +10,8 @@ The same budget applies on every path (Python, CLI, Triton, TorchServe).
 timestamps and keyframes), then for each run of wanted frames a seek to the keyframe before it and a decode
 forward, skipping ahead by seeking again only when the next wanted frame lies past another keyframe.
 The frame table comes from the container's own index when it can be trusted (MP4/MOV without frame
-reordering: one index entry per frame, timestamps strictly increasing), else from a scan of the packets
-(no decoding: variable frame rate, B-frames, Matroska/WebM, MPEG-TS, AVI). Frame ``i`` is the ``i``-th
+reordering: one index entry per frame, timestamps increasing; used in place, ``IndexTable``), else from a scan
+of the packets (no decoding: variable frame rate, B-frames, Matroska/WebM, MPEG-TS, AVI). Frame ``i`` is the ``i``-th
 timestamp in presentation order, exactly as a linear decode numbers it. Each decoded frame is checked
 against the table: after a seek the first frame must be a keyframe at or before the wanted one and the
 following frames must come consecutively; a missing or unknown timestamp, a seek that lands late, or a
