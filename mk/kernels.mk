@@ -9,7 +9,7 @@ VENV_CUDA_STAMP := $(VENV_CUDA)/.installed
 
 .PHONY: kernels venv-cuda cuda-compile-check gpu-check kernels-cmake
 
-KERNEL_SOURCES := $(wildcard csrc/*.h csrc/*.cpp csrc/cpu/*.h csrc/cpu/*.cpp csrc/cuda/*.cu)
+KERNEL_SOURCES := $(wildcard csrc/*.h csrc/*.cpp csrc/cpu/*.h csrc/cpu/*.cpp csrc/cuda/*.cu) csrc/tools/module_exports.map
 KERNELS_STAMP := build/.kernels-cpu.stamp
 
 kernels: $(KERNELS_STAMP)
@@ -42,3 +42,36 @@ kernels-cmake: setup
 
 gpu-check:
 	bash scripts/gpu_check.sh
+
+# Other torch versions (issue #20; docs/kernels.md, "Torch versions"): the CPU extension is built out of tree
+# against each (build/<name>/lib; SQUEEZETIME_EXT_DIR points squeezetime at it) and tests/test_torch_versions.py
+# runs the kernel tests under it: 2.11 (.venv-torch211, the oldest torch setup.py claims) and 2.14.1 (.venv-cuda).
+# .venv keeps its in-place build against 2.13.
+VENV_TORCH211 := .venv-torch211
+VENV_TORCH211_STAMP := $(VENV_TORCH211)/.installed
+VENV_CUDA_TESTS_STAMP := $(VENV_CUDA)/.tests-installed
+
+.PHONY: torch-versions
+
+$(VENV_TORCH211_STAMP): requirements/venv-torch211.txt
+	test -x $(VENV_TORCH211)/bin/python || $(PYTHON) -m venv $(VENV_TORCH211)
+	$(VENV_TORCH211)/bin/python -m pip install -q -r requirements/venv-torch211.txt
+	touch $@
+
+$(VENV_CUDA_TESTS_STAMP): $(VENV_CUDA_STAMP) requirements/venv-cuda-tests.txt
+	$(VENV_CUDA)/bin/python -m pip install -q -r requirements/venv-cuda-tests.txt
+	touch $@
+
+# $(1): build/$(1)/lib gets squeezetime/_C*.so built against the torch of venv python $(3), installed by stamp $(2)
+define EXTENSION_FOR_TORCH
+build/$(1)/.built: $(2) $$(KERNEL_SOURCES) setup.py
+	SQUEEZETIME_NO_CUDA=1 $(3) setup.py -q build_ext --build-lib build/$(1)/lib --build-temp build/$(1)/temp
+	touch $$@
+TORCH_VERSION_BUILDS += build/$(1)/.built
+endef
+$(eval $(call EXTENSION_FOR_TORCH,torch211,$(VENV_TORCH211_STAMP),$(VENV_TORCH211)/bin/python))
+$(eval $(call EXTENSION_FOR_TORCH,torch214,$(VENV_CUDA_TESTS_STAMP),$(VENV_CUDA)/bin/python))
+
+torch-versions: $(TORCH_VERSION_BUILDS)
+
+TEST_DEPS += $(TORCH_VERSION_BUILDS)
