@@ -80,6 +80,20 @@ def export_only_module_init() -> list:
     return [f"-Wl,--version-script={os.path.abspath(EXPORTS_MAP)}"]
 
 
+def own_cxx_runtime(path: str) -> list:
+    """The C++ runtime symbols that the built module defines itself (a toolchain or flags that link libstdc++
+    statically): its personality routine then meets the c10::Errors of torch's libstdc++, and operator errors
+    abort the process (measured; issue #20, docs/kernels.md). [] when readelf is missing."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("readelf"):
+        return []
+    table = subprocess.run(["readelf", "-W", "-s", path], capture_output=True, text=True).stdout
+    return sorted({cols[7] for cols in map(str.split, table.splitlines()) if len(cols) >= 8 and cols[6] != "UND"
+                   and cols[7] in ("__cxa_throw", "__gxx_personality_v0", "_Unwind_RaiseException")})
+
+
 def compiler_version(command: list) -> str:
     """The first line of `command --version` (the C++ compiler that builds the extension), for _build_info."""
     import subprocess
@@ -178,6 +192,13 @@ def kernel_extensions() -> dict:
 
         def run(self):
             super().run()
+            for ext in self.extensions:
+                runtime = own_cxx_runtime(self.get_ext_fullpath(ext.name))
+                if runtime:
+                    os.remove(self.get_ext_fullpath(ext.name))  # nothing may import it
+                    sys.exit(f"squeezetime: {ext.name} links its own C++ runtime ({', '.join(runtime)}; e.g. "
+                             "-static-libstdc++ in LDFLAGS or the toolchain's defaults): every operator error "
+                             "would crash the process. Link libstdc++ dynamically, as torch does")
             # beside the built modules: the source tree for --inplace and editable installs, else build_lib
             root = "." if self.inplace else self.build_lib
             path = os.path.join(root, "squeezetime", BUILD_INFO + ".py")
