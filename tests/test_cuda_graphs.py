@@ -175,3 +175,33 @@ def test_pipelined_keeps_order_and_bounds_what_is_in_flight():
 
     assert list(_pipelined(Job, range(7), in_flight=2)) == list(range(7))
     assert max(peak) == 3  # two queued ahead of the one being collected
+
+
+def test_a_fused_cudnn_convolution_that_cudnn_declines_runs_unfused_from_then_on(monkeypatch):
+    """cuDNN refusing a fused conv+bias+ReLU (a RuntimeError at the call) costs one warning, and that convolution
+    and shape run the ATen maths from then on. Here torch's fused operators are replaced by ones that refuse, and
+    the guard is told the tensors are on a GPU: the guard is the code under test."""
+    import torch.nn.functional as F
+
+    from squeezetime.optimize import cudnn
+
+    calls = []
+
+    def refuse(*args):
+        calls.append(args)
+        raise RuntimeError("CUDNN_STATUS_NOT_SUPPORTED")
+
+    monkeypatch.setattr(cudnn, "enabled", lambda x: True)
+    monkeypatch.setattr(torch, "cudnn_convolution_relu", refuse)
+    monkeypatch.setattr(torch, "cudnn_convolution_add_relu", refuse)
+    monkeypatch.setattr(cudnn, "_warned", [])
+    monkeypatch.setattr(cudnn, "_declined", set())
+    g = torch.Generator().manual_seed(0)
+    x, w, b, other = torch.randn(2, 4, 6, 6, generator=g), torch.randn(5, 4, 3, 3, generator=g), \
+        torch.randn(5, generator=g), torch.randn(2, 5, 6, 6, generator=g)
+    with pytest.warns(UserWarning, match="cuDNN declined a fused convolution"):
+        first = cudnn.conv_relu(x, w, b, (1, 1), (1, 1), 1)
+    assert torch.equal(first, F.relu(F.conv2d(x, w, b, 1, 1)))
+    assert torch.equal(cudnn.conv_relu(x, w, b, (1, 1), (1, 1), 1), first) and len(calls) == 1
+    added = cudnn.conv_add_relu(x, w, b, other, (1, 1), (1, 1), 1)
+    assert torch.equal(added, F.relu(F.conv2d(x, w, b, 1, 1) + other)) and len(calls) == 2

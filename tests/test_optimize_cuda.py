@@ -104,3 +104,17 @@ def test_the_caller_model_is_left_where_it_was():
     model = squeezetime.create_model("k400", widen_factor=0.25, num_classes=7).eval()
     graph_backend(model)
     assert next(model.parameters()).device.type == "cpu" and next(model.parameters()).dtype == torch.float32
+
+
+def test_fused_cudnn_convolutions_match_the_unfused_maths(monkeypatch):
+    """conv + bias + ReLU (and + residual) as one cuDNN call gives the numbers of the three-kernel ATen path."""
+    from squeezetime.optimize import cudnn
+
+    model = squeezetime.create_model("k400", widen_factor=0.25, num_classes=7).cuda().eval()
+    x = squeezetime.normalize_clip(torch.randint(0, 256, (2, 16, 112, 112, 3), dtype=torch.uint8)).cuda()
+    with torch.inference_mode():
+        fused = squeezetime.optimize(model, dtype=torch.float16)(x).float()
+        monkeypatch.setenv("SQUEEZETIME_CUDNN_FUSION", "0")
+        unfused = squeezetime.optimize(model, dtype=torch.float16)(x).float()
+    assert not cudnn._declined, "cuDNN declined a fused convolution of the network"
+    assert relative_l2(fused.cpu(), unfused.cpu().double()) <= 5e-3

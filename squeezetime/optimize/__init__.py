@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import ops
-from . import onednn
+from . import cudnn, onednn
 from ..models.folding import bn_affine, fold_conv_bn, fold_ctl_bn  # noqa: F401 - bn_affine: the old import path
 from ..models.registry import MEAN, STD
 from ..models.squeezetime import Bottleneck, ChannelTimeLearning, SqueezeTime, resize_pos_embed
@@ -82,7 +82,8 @@ class FoldedConv(nn.Module):
     The weights are ``models.folding.fold_conv_bn(conv, bn)`` (float64, cast once to ``dtype``), or the
     already folded ``weights`` (weight, bias) given. On CPU they are also kept pre-packed in oneDNN's blocked
     layout and the ReLU / residual add run as oneDNN post-ops (what inductor's freezing does, here without
-    compiling). Under torch.compile, on other devices or without oneDNN, the same maths runs through F.conv2d.
+    compiling). On a GPU the ReLU and the residual add run inside cuDNN's fused convolutions (``cudnn``). Under
+    torch.compile, on other devices or without oneDNN, the same maths runs through F.conv2d.
     Those oneDNN functions are private torch API: a call that raises runs, for that op and input shape, the
     same maths through F.conv2d and ATen from then on (``onednn``: one warning per process).
     """
@@ -158,6 +159,8 @@ class FoldedConv(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self._use_packed(x):
             return self.packed(x, "relu" if self.relu else "none")
+        if self.relu and cudnn.enabled(x):  # GPU: conv + bias + ReLU in one cuDNN call
+            return cudnn.conv_relu(x, self.weight, self.bias, self.stride, self.padding, self.groups)
         y = self._conv(x)
         return F.relu(y) if self.relu else y
 
@@ -168,6 +171,8 @@ class FoldedConv(nn.Module):
             if inplace:
                 return self.packed_into(other, x, "add", "relu")
             return self.packed_binary(x, other, "add", "relu")
+        if cudnn.enabled(x):  # GPU: conv + residual + bias + ReLU in one cuDNN call
+            return cudnn.conv_add_relu(x, self.weight, self.bias, other, self.stride, self.padding, self.groups)
         return F.relu(self._conv(x) + other)
 
 
