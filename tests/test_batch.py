@@ -171,6 +171,7 @@ def ray_cluster():
         assert cluster.stop() == [], "processes of the test's Ray cluster still running"
 
 
+@pytest.mark.servers  # a real two-node Ray cluster (head and worker processes): about 27 s, not a unit test
 @pytest.mark.timeout(400)
 def test_ray_on_a_two_node_cluster_writes_the_same_lines(corpus, local_run, ray_cluster, tmp_path):
     out = tmp_path / "results.jsonl"
