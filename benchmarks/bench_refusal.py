@@ -1,6 +1,6 @@
 """Issue 18: what a still-image upload of 200,000 frames costs, and what it costs a cheap request beside it.
 
-    python benchmarks/bench_refusal.py --out build/bench_refusal [--rounds 5] [--no-triton]
+    python benchmarks/bench_refusal.py --out build/bench_refusal [--rounds 5] [--no-triton] [--torchserve]
 
 1. In process: ``sample_clips`` on the 200,000-frame still H.264 video (``make_still_video``, 3.4 MB) for 1x1 and
    10x3, until its ``BudgetError``: seconds (median of ``--rounds``, views interleaved) and frames decoded.
@@ -10,6 +10,8 @@
    counter); rounds interleave alone / beside 1x1 / beside 10x3. Also the still upload's own answer time
    (INVALID_ARGUMENT), and the clip model's batch sizes under 16 concurrent requests (whether dynamic batching
    merges requests is a timing, so the tests do not assert it).
+3. With ``--torchserve``: the still upload's answer (HTTP 400) and the cheap request through TorchServe (the
+   archive's defaults: batch 4, max batch delay 5 ms), interleaved.
 Writes ``bench_refusal.json`` and ``bench_refusal.png`` into ``--out`` and prints the JSON. Compare the ratios:
 this project's machines are shared and noisy.
 """
@@ -155,6 +157,35 @@ def through_triton(still_path: str, cheap: bytes, rounds: int, work: Path) -> di
                 for size in sizes_after if sizes_after.get(size, 0) > sizes_before.get(size, 0)}}
 
 
+def through_torchserve(still_path: str, cheap: bytes, rounds: int, work: Path) -> dict:
+    """Seconds of a still upload's answer (400) and of the cheap request's, through a TorchServe with the archive's
+    defaults; interleaved."""
+    from squeezetime.serving.torchserve import server
+    from squeezetime.serving.torchserve.archive import build_archive
+    from squeezetime.serving.torchserve.client import RestClient
+
+    build_archive(work / "store")
+    run = work / "ts_run"
+    info = server.start(work / "store", run_dir=run, ports=server.free_ports(), timeout=240)
+    try:
+        rest = RestClient(info.inference_url, timeout=300)
+        still = Path(still_path).read_bytes()
+        rest.predict_raw(cheap)  # connection, first request
+        seconds: dict[str, list[float]] = {"cheap_1x1": [], "still_1x1": [], "still_10x3": []}
+        statuses = set()
+        for _ in range(rounds):
+            for key, data, views in (("cheap_1x1", cheap, "1x1"), ("still_1x1", still, "1x1"),
+                                     ("still_10x3", still, "10x3")):
+                started = time.perf_counter()
+                status, _, _ = rest.predict_raw(data, views=views)
+                seconds[key].append(time.perf_counter() - started)
+                statuses.add((key, status))
+    finally:
+        server.stop(run, timeout=60)
+    return {"seconds": seconds, "median_s": {k: statistics.median(v) for k, v in seconds.items()},
+            "statuses": sorted(f"{k}: {s}" for k, s in statuses)}
+
+
 def plot(result: dict, path: Path) -> None:
     import matplotlib
 
@@ -186,6 +217,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="build/bench_refusal")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-triton", action="store_true")
+    parser.add_argument("--torchserve", action="store_true", help="also time the refusal through TorchServe")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -201,6 +233,9 @@ def main(argv=None) -> int:
                   "load_average": os.getloadavg(), "in_process": in_process(still_path, args.rounds)}
         if not args.no_triton:
             result["triton"] = through_triton(str(still_path), Path(cheap_path).read_bytes(), args.rounds, work)
+        if args.torchserve:
+            result["torchserve"] = through_torchserve(str(still_path), Path(cheap_path).read_bytes(), args.rounds,
+                                                      work)
     result["load_average_after"] = os.getloadavg()
     (out / "bench_refusal.json").write_text(json.dumps(result, indent=2))
     plot(result, out / "bench_refusal.png")
