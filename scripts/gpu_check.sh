@@ -2,9 +2,10 @@
 # `make gpu-check`: everything of ours that runs only on an NVIDIA GPU, in one command (about 6 minutes on an H200).
 #   1. build the CPU and CUDA extensions for the visible GPU;
 #   2. in parallel, each in its own process so that one crash cannot hide the others: the operator tests (CPU and
-#      CUDA), the CUDA graph and golden tests, the optimize tests (CPU oneDNN path under this torch), every GPU path
-#      in one process (issue 20's illegal memory access), and compute-sanitizer memcheck on one small call of each
-#      operator and one graph replay;
+#      CUDA), the CUDA graph and golden tests, the optimize tests (CPU oneDNN path under this torch), the GPU
+#      serving tests, every GPU path in one process (issue 20's illegal memory access), the error canary (issue 20's
+#      segfault on throw: compiler, exported symbols, one error per operator in a child process), and
+#      compute-sanitizer memcheck on one small call of each operator and one graph replay;
 #   3. alone on the GPU: the table against eager fp16 and torch.compile(mode="reduce-overhead") fp16, network only
 #      and end to end from host uint8 clips (gpu_bench.json, gpu_bench.png);
 #   4. one line per check: pass, fail or skip (with why), then one per speed target of issue 20: met or miss (a
@@ -93,18 +94,19 @@ pytest_check cuda-graphs-logic 240 tests/test_cuda_graphs.py
 pytest_check optimize-cpu 300 tests/test_optimize.py
 pytest_check serving-gpu 300 tests/test_serving_gpu.py
 run_check paths-together 300 "$PY" scripts/gpu_paths_together.py
+run_check error-canary 180 "$PY" csrc/tools/error_canary.py  # failure 3: every operator error a RuntimeError
 if command -v compute-sanitizer >/dev/null; then
   run_check memcheck 300 compute-sanitizer --tool memcheck --error-exitcode 86 "$PY" scripts/gpu_sanitize.py
 fi
 say "running ${#PIDS[@]} checks in parallel"
 for name in "${!PIDS[@]}"; do wait "${PIDS[$name]}"; done
-for name in ops ops-cuda optimize-cuda cuda-graphs-logic optimize-cpu serving-gpu paths-together memcheck; do
+for name in ops ops-cuda optimize-cuda cuda-graphs-logic optimize-cpu serving-gpu paths-together error-canary memcheck; do
   if [ ! -f "$LOGS/$name.rc" ]; then
     result "$name" skip "compute-sanitizer is not installed"
     continue
   fi
   rc=$(cat "$LOGS/$name.rc")
-  last=$(grep -E 'passed|failed|error|agreed|MISMATCH|FAILED|ERROR SUMMARY' "$LOGS/10-$name.log" | tail -1)
+  last=$(grep -E 'passed|failed|error|agreed|MISMATCH|FAILED|ERROR SUMMARY|CRASH|RuntimeError' "$LOGS/10-$name.log" | tail -1)
   case $rc in
     0) result "$name" pass "$last" ;;
     124|137) result "$name" fail "timed out: $last" ;;
