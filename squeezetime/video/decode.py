@@ -149,9 +149,12 @@ class Header:
         duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else 0.0
         if not duration and container.duration:
             duration = container.duration / 1e6
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        fps = float(rate) if rate and 0 < float(rate) < 1e6 else 0.0
-        return Header(codec.width or 0, codec.height or 0, max(0, stream.frames or 0), max(0.0, duration), fps)
+        frames = max(0, stream.frames or 0)
+        # The mean frame rate only: guessed and base rates can be a container's tick rate (1000 for Matroska's
+        # variable frame rate), which would refuse an ordinary video on max_pixel_rate.
+        fps = float(stream.average_rate) if stream.average_rate else (frames / duration if frames and duration else 0)
+        fps = fps if 0 < fps < 1e6 else 0.0
+        return Header(codec.width or 0, codec.height or 0, frames, max(0.0, duration), fps)
 
 
 class DecodeMeter:
