@@ -53,8 +53,8 @@ def burst(call, n: int = BURST, timeout: float = 150.0) -> list[tuple[str, float
 
 
 def check_overload(results, ok: str, refused: str, refused_text: str) -> dict:
-    """Every request admitted or refused (with ``refused_text``); some of each; the refused answered well
-    before the admitted. Returns the figures (printed with -s)."""
+    """Every request admitted or refused (with ``refused_text``); some of each. Returns the figures (printed with
+    -s): how much sooner the refused are answered is a timing, printed, not asserted."""
     other = [r for r in results if r[0] not in (ok, refused)]
     assert not other, f"neither admitted nor refused: {other}"
     admitted = [r[1] for r in results if r[0] == ok]
@@ -125,9 +125,20 @@ def clip_senders(server, n: int):
             c.close()
 
 
+def overlapping_burst(call, refused: str, tries: int = 5) -> list:
+    """A burst in which some requests were refused; up to ``tries`` bursts. Whether 24 requests overlap enough to
+    fill a queue of 2 depends on how fast the clients send them against how fast the server answers: a burst that
+    happened not to overlap proves nothing, so it is tried again rather than failed (as the queue-timeout test)."""
+    for _ in range(tries):
+        results = burst(call)
+        if any(r[0] == refused for r in results):
+            break
+    return results
+
+
 def test_triton_full_queue_is_unavailable_at_once(small_queue_triton):
     with clip_senders(small_queue_triton, BURST) as (call, alone):
-        results = burst(call)
+        results = overlapping_burst(call, "StatusCode.UNAVAILABLE")
         check_overload(results, "ok", "StatusCode.UNAVAILABLE", "queue")
         assert alone() == 1  # and the server is fine: a normal request afterwards
 
@@ -222,7 +233,7 @@ def test_torchserve_full_job_queue_is_503_at_once(small_queue_torchserve, demo_v
         status, body, _ = rest.predict_raw(data)
         return str(status), body.decode("utf-8", "replace")
 
-    results = burst(call)
+    results = overlapping_burst(call, "503")
     check_overload(results, "200", "503", "ServiceUnavailable")
     for outcome, _, body in results:
         if outcome == "200":
