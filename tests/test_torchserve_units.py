@@ -214,3 +214,16 @@ def test_start_fails_fast_with_the_workers_reason(tmp_path):
     assert time.monotonic() - t0 < 100
     assert "CheckpointError" in str(err.value) or "checkpoint" in str(err.value).lower(), str(err.value)
     assert server.ServerInfo.load(tmp_path / "run") is None  # stopped and cleaned up
+
+
+def test_the_archive_carries_the_whole_decode_budget_to_the_handler():
+    import yaml
+
+    from squeezetime.serving.requests import decode_budget
+    from squeezetime.serving.torchserve.archive import ArchiveOptions, model_config_yaml
+    from squeezetime.video import DecodeBudget
+
+    budget = DecodeBudget(max_pixels=640 * 480, max_frames=5000, max_seconds=7.5, max_decoded_frames=1234,
+                          max_duration=99.0, max_pixel_rate=5e7)
+    handler = yaml.safe_load(model_config_yaml(ArchiveOptions(budget=budget)))["handler"]
+    assert decode_budget(handler) == budget

@@ -162,7 +162,8 @@ def test_committed_triton_repo_is_the_package_templates():
                                      "max_video_bytes", "backend", "max_pixels", "max_frames",
                                      "max_decode_seconds", "allow_still_images", "max_queue_size",
                                      "queue_timeout_us", "decode_threads", "max_in_flight", "warmup", "checkpoint",
-                                     "video_kind", "gpus", "preferred_batch_sizes", "batching_note"}
+                                     "video_kind", "gpus", "preferred_batch_sizes", "batching_note",
+                                     "max_decoded_frames", "max_duration", "max_pixel_rate"}
     assert (ROOT / "triton_repo" / "README.md").is_file()
 
 
@@ -196,3 +197,16 @@ def test_client_server_down_is_clear_and_bounded():
         client.classify(b"\x00" * 10)
     assert time.monotonic() - start < 30
     client.close()
+
+
+def test_every_decode_budget_setting_reaches_the_video_and_timeline_models(tmp_path, model):
+    """The repository carries the whole DecodeBudget, and the models read back the same budget."""
+    from squeezetime.serving.requests import decode_budget
+    from squeezetime.video import DecodeBudget
+
+    budget = DecodeBudget(max_pixels=640 * 480, max_frames=5000, max_seconds=7.5, max_decoded_frames=1234,
+                          max_duration=99.0, max_pixel_rate=5e7)
+    repo = write_repository(tmp_path / "repo", model, options=RepoOptions(budget=budget))
+    for name in ("squeezetime_video", "squeezetime_timeline"):
+        params = {k: v.string_value for k, v in parse_config(repo / name / "config.pbtxt").parameters.items()}
+        assert decode_budget(params) == budget, name

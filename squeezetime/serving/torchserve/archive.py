@@ -80,6 +80,8 @@ def model_config_yaml(opts: ArchiveOptions) -> str:
                "max_clips_per_forward": opts.max_clips_per_forward, "backend": opts.backend,
                "max_video_bytes": opts.max_video_bytes, "max_pixels": opts.budget.max_pixels,
                "max_frames": opts.budget.max_frames, "max_decode_seconds": opts.budget.max_seconds,
+               "max_decoded_frames": opts.budget.max_decoded_frames, "max_duration": opts.budget.max_duration,
+               "max_pixel_rate": opts.budget.pixel_rate_limit,
                "allow_still_images": opts.budget.allow_still_images,
                "threads": opts.threads, "device": opts.device, "dtype": opts.dtype}
     lines = [
