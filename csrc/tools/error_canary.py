@@ -3,12 +3,14 @@ kill the process, whichever compiler built the extension.
 
     python csrc/tools/error_canary.py            # prints facts and one line per case; exit 1 if any case failed
 
-Each case raises one error through one operator in a child process (so that a crash is reported, not
-suffered): RuntimeError with the operator's message is a pass, a signal (e.g. SIGSEGV) or anything else a
-failure. Every CPU case runs twice when squeezetime._C_cuda is built, with and without it imported, which tells
-whether the two modules interfere. First it prints what explains a failure: the compilers that built each
-module (readelf's .comment), the compiler on PATH, torch's own, the dynamic symbols each module exports, and the
-C++/OpenMP runtimes the process maps (two copies of one of them is a known cause of crashes on throw).
+Each case raises one error through one operator in a child process, so that a crash is reported, not suffered
+(the cases share a child until one crashes; the rest go on in a new one): RuntimeError with the operator's
+message is a pass, a signal (e.g. SIGSEGV) or anything else a failure. The CPU cases run twice when
+squeezetime._C_cuda is built, with and without it imported, which tells whether the two modules interfere, and
+once more on CUDA tensors when a GPU is there. First it prints what explains a failure: the compilers that
+built each module (readelf's .comment), the compiler on PATH, torch's own, the dynamic symbols each module
+exports, whether a module carries its own C++ runtime, and the C++/OpenMP runtimes the process maps (two copies
+of one of them is a known cause of crashes on throw).
 """
 from __future__ import annotations
 
@@ -45,40 +47,68 @@ def cases(device: str) -> dict:
     }
 
 
-def run_case(name: str, device: str, without_cuda_module: bool) -> int:
-    """In the child: 0 when the case raised the expected RuntimeError, 1 otherwise (a crash never returns)."""
+def run_case(call, pattern: str) -> tuple[str, str]:
+    """(result, detail): "ok" when call raised a RuntimeError matching pattern, "no kernel" when the device has
+    no kernel of the operator (NotImplementedError, a RuntimeError too), else "fail" (a crash never returns)."""
+    try:
+        call()
+    except NotImplementedError as e:
+        return "no kernel", str(e).splitlines()[0]
+    except RuntimeError as e:
+        if re.search(pattern, str(e)):
+            return "ok", ""
+        return "fail", f"RuntimeError without {pattern!r}: {str(e).splitlines()[0]}"
+    except Exception as e:  # noqa: BLE001 - the point is to report it
+        return "fail", f"{type(e).__name__} instead of RuntimeError: {e}"
+    return "fail", "no error raised"
+
+
+def child(device: str, without_cuda_module: bool, names: list[str]) -> int:
+    """Run the named cases in order in this process, saying on stdout when each starts and how it ended: a
+    crash leaves a started case without an end, which the parent reports (and goes on after it)."""
     if without_cuda_module:
         sys.modules["squeezetime._C_cuda"] = None  # import fails: only squeezetime._C is loaded
     import torch  # noqa: F401
     from squeezetime import ops
 
     if not ops.extension_available():
-        print(f"extension not loaded: {ops.extension_error()}")
+        print(f"extension not loaded: {ops.extension_error()}", flush=True)
         return 1
-    call, pattern = cases(device)[name]
-    try:
-        call()
-    except NotImplementedError as e:  # a RuntimeError too: this device has no kernel of this operator
-        print(f"no kernel: {str(e).splitlines()[0]}")
-        return 0
-    except RuntimeError as e:
-        if re.search(pattern, str(e)):
-            return 0
-        print(f"RuntimeError without {pattern!r}: {str(e).splitlines()[0]}")
-        return 1
-    except Exception as e:  # noqa: BLE001 - the point is to report it
-        print(f"{type(e).__name__} instead of RuntimeError: {e}")
-        return 1
-    print("no error raised")
-    return 1
+    table = cases(device)
+    for name in names:
+        print(f"START {name}", flush=True)
+        result, detail = run_case(*table[name])
+        print(f"END {name}\t{result}\t{detail}", flush=True)
+    return 0
 
 
-def outcome(returncode: int, output: str) -> str:
-    if returncode == 0:
-        return "RuntimeError (ok, no kernel on this device)" if "no kernel:" in output else "RuntimeError (ok)"
-    if returncode < 0:
-        return f"CRASH: {signal.Signals(-returncode).name}"
-    return "FAIL: " + (output.strip().splitlines() or ["exit status %d" % returncode])[-1]
+def run_cases(device: str, without_cuda_module: bool, names: list[str], env: dict) -> dict:
+    """name -> outcome line, each case in a child process; after a crash the rest go on in a new one."""
+    results: dict = {}
+    while len(results) < len(names):
+        todo = [name for name in names if name not in results]
+        proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", device,
+                               "1" if without_cuda_module else "0", *todo],
+                              capture_output=True, text=True, timeout=300, env=env)
+        started = None
+        for line in proc.stdout.splitlines():
+            if line.startswith("START "):
+                started = line[len("START "):]
+            elif line.startswith("END "):
+                name, result, detail = line[len("END "):].split("\t", 2)
+                results[name], started = outcome(result, detail), None
+        if proc.returncode < 0 and started is not None:
+            results[started] = f"CRASH: {signal.Signals(-proc.returncode).name}"
+        elif proc.returncode != 0 or len(results) < len(names) and started is None:
+            tail = (proc.stdout + proc.stderr).strip().splitlines() or [f"exit status {proc.returncode}"]
+            for name in names:
+                results.setdefault(name, f"FAIL: {tail[-1]}")
+    return results
+
+
+def outcome(result: str, detail: str) -> str:
+    return {"ok": "RuntimeError (ok)", "no kernel": "RuntimeError (ok, no kernel on this device)"}.get(
+        result, f"FAIL: {detail}")
 
 
 def command_output(cmd: list[str]) -> str:
@@ -146,8 +176,8 @@ def facts() -> None:
 
 
 def main() -> int:
-    if len(sys.argv) == 5 and sys.argv[1] == "--case":
-        return run_case(sys.argv[2], sys.argv[3], sys.argv[4] == "1")
+    if len(sys.argv) >= 4 and sys.argv[1] == "--child":
+        return child(sys.argv[2], sys.argv[3] == "1", sys.argv[4:])
     sys.path.insert(0, ROOT)
     facts()
     import torch
@@ -161,14 +191,12 @@ def main() -> int:
     failed = 0
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     for device, without_cuda_module in runs:
-        for name in cases("cpu"):
-            proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--case", name, device,
-                                   "1" if without_cuda_module else "0"],
-                                  capture_output=True, text=True, timeout=300, env=env)
-            result = outcome(proc.returncode, proc.stdout + proc.stderr)
-            failed += not result.startswith("RuntimeError")
-            where = device + (" (_C only)" if without_cuda_module else "")
-            print(f"error canary: {name:22s} {where:14s} {result}")
+        names = list(cases("cpu"))
+        results = run_cases(device, without_cuda_module, names, env)
+        where = device + (" (_C only)" if without_cuda_module else "")
+        for name in names:
+            failed += not results[name].startswith("RuntimeError")
+            print(f"error canary: {name:22s} {where:14s} {results[name]}")
     print(f"error canary: {'all errors raised RuntimeError' if not failed else f'{failed} case(s) FAILED'}")
     return 1 if failed else 0
 
