@@ -21,6 +21,21 @@ inline void check_squeeze_time_args(const at::Tensor& frames, c10::ArrayRef<doub
   for (double s : std) TORCH_CHECK(s != 0.0, "squeezetime::squeeze_time: std must be non-zero");
 }
 
+// Checks gate_scale's shapes: x (N, C, H, W), w1 and w2 (C, C), b1 (C,). The dtypes are each backend's rule.
+inline void check_gate_scale_shapes(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1,
+                                    const at::Tensor& w2) {
+  TORCH_CHECK(x.dim() == 4, "squeezetime::gate_scale: x must be (N, C, H, W), got ", x.sizes());
+  const int64_t c = x.size(1);
+  TORCH_CHECK(w1.dim() == 2 && w1.size(0) == c && w1.size(1) == c && w2.dim() == 2 && w2.size(0) == c &&
+                  w2.size(1) == c && b1.dim() == 1 && b1.size(0) == c,
+              "squeezetime::gate_scale: w1, w2 must be (C, C) and b1 (C,) with C = ", c);
+}
+
+// gate_scale works and writes in x's layout when x is channels-last (and not also contiguous), else in NCHW.
+inline bool gate_scale_nhwc(const at::Tensor& x) {
+  return x.size(1) > 1 && x.is_contiguous(at::MemoryFormat::ChannelsLast) && !x.is_contiguous();
+}
+
 // Checks the ctl_combine arguments and returns the inputs (temporal, short, glo[, residual]).
 inline std::vector<at::Tensor> check_ctl_combine_args(const at::Tensor& temporal, const at::Tensor& short_,
                                                       const at::Tensor& glo, const at::Tensor& scale,

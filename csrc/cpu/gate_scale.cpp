@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "../common.h"
 #include "vec_math.h"
 
 namespace squeezetime {
@@ -100,15 +101,11 @@ static void gate_scale_impl(const at::Tensor& x, const float* w1, const float* b
 }
 
 at::Tensor gate_scale_cpu(const at::Tensor& x_in, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2) {
-  TORCH_CHECK(x_in.dim() == 4, "squeezetime::gate_scale: x must be (N, C, H, W), got ", x_in.sizes());
+  check_gate_scale_shapes(x_in, w1, b1, w2);
   const auto dtype = x_in.scalar_type();
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kBFloat16,
               "squeezetime::gate_scale: on CPU, x must be float32 or bfloat16, got ", dtype);
-  const int64_t c = x_in.size(1);
-  TORCH_CHECK(w1.dim() == 2 && w1.size(0) == c && w1.size(1) == c && w2.dim() == 2 && w2.size(0) == c &&
-                  w2.size(1) == c && b1.dim() == 1 && b1.size(0) == c,
-              "squeezetime::gate_scale: w1, w2 must be (C, C) and b1 (C,) with C = ", c);
-  const bool nhwc = x_in.size(1) > 1 && x_in.is_contiguous(at::MemoryFormat::ChannelsLast) && !x_in.is_contiguous();
+  const bool nhwc = gate_scale_nhwc(x_in);
   const at::Tensor x = nhwc ? x_in : x_in.contiguous();
   at::Tensor out = at::empty(x.sizes(), x.options().memory_format(nhwc ? at::MemoryFormat::ChannelsLast
                                                                       : at::MemoryFormat::Contiguous));

@@ -4,6 +4,7 @@
 // one block, the scaling. NHWC (channels-last) or NCHW x in float32 / float16 / bfloat16; the gate in float32.
 #include <torch/library.h>
 
+#include "../common.h"
 #include "launch.cuh"
 
 namespace squeezetime {
@@ -92,19 +93,16 @@ __global__ void scale_kernel(const T* __restrict__ x, const float* __restrict__ 
 }
 
 at::Tensor gate_scale_cuda(const at::Tensor& x_in, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2) {
-  TORCH_CHECK(x_in.dim() == 4, "squeezetime::gate_scale: x must be (N, C, H, W), got ", x_in.sizes());
+  check_gate_scale_shapes(x_in, w1, b1, w2);
   const auto dtype = x_in.scalar_type();
   TORCH_CHECK(is_reduced_or_float(dtype),
               "squeezetime::gate_scale: on CUDA, x must be float32, float16 or bfloat16, got ", dtype);
   const int64_t n = x_in.size(0), c = x_in.size(1), hw = x_in.size(2) * x_in.size(3);
-  TORCH_CHECK(w1.dim() == 2 && w1.size(0) == c && w1.size(1) == c && w2.dim() == 2 && w2.size(0) == c &&
-                  w2.size(1) == c && b1.dim() == 1 && b1.size(0) == c,
-              "squeezetime::gate_scale: w1, w2 must be (C, C) and b1 (C,) with C = ", c);
   for (const at::Tensor* p : {&w1, &b1, &w2}) check_same_device(x_in, *p, "gate_scale", "a gate weight");
   TORCH_CHECK(2 * c * sizeof(float) <= 48 * 1024, "squeezetime::gate_scale: at most 6144 channels on CUDA, got ", c);
   TORCH_CHECK(n * c < (int64_t(1) << 31), "squeezetime::gate_scale: too many (clip, channel) pairs for one launch");
   const c10::cuda::CUDAGuard guard(x_in.device());
-  const bool nhwc = c > 1 && x_in.is_contiguous(at::MemoryFormat::ChannelsLast) && !x_in.is_contiguous();
+  const bool nhwc = gate_scale_nhwc(x_in);
   const at::Tensor x = nhwc ? x_in : x_in.contiguous();
   at::Tensor out = at::empty(x.sizes(), x.options().memory_format(nhwc ? at::MemoryFormat::ChannelsLast
                                                                       : at::MemoryFormat::Contiguous));
