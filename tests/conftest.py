@@ -82,6 +82,9 @@ SERVER_STARTS = ("TritonServer(", "running(", "server.start(", "ts_server.start(
 def pytest_configure(config):
     config.addinivalue_line("markers", "servers: starts a real server (tritonserver, TorchServe); slow: "
                                        "deselect with -m 'not servers'")
+    config.addinivalue_line("markers", "slow: builds, installs, exports, converts or scores hundreds of clips "
+                                       "(seconds to minutes each); -m 'not servers and not slow' runs the fast "
+                                       "unit tests alone")
 
 
 def _starts_a_server(function) -> bool:

@@ -64,6 +64,7 @@ def local_run(corpus, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_every_good_video_gets_its_label_and_each_bad_one_an_error_line(corpus, local_run):
     records = read_lines(local_run)
     by_path = {r["path"]: r for r in records}
@@ -75,6 +76,7 @@ def test_every_good_video_gets_its_label_and_each_bad_one_an_error_line(corpus, 
             assert by_path[path]["top"][0][0] == label and len(by_path[path]["top"]) == 5
 
 
+@pytest.mark.slow
 def test_same_numbers_as_predict(corpus, local_run):
     import squeezetime
 
@@ -96,6 +98,7 @@ def test_a_rerun_skips_every_video_already_in_the_file(corpus, local_run, tmp_pa
     assert all(f"error: {p}: " in err for p, label in corpus[1].items() if label is None)
 
 
+@pytest.mark.slow
 def test_a_torn_last_line_is_cut_off_and_that_video_redone(corpus, local_run, tmp_path):
     good = [p for p, label in corpus[1].items() if label]
     listing = tmp_path / "videos.txt"
@@ -129,6 +132,7 @@ def test_usage_errors_exit_2(tmp_path, capsys):
     assert exit_info.value.code == 2
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_sigterm_leaves_a_valid_file_and_the_rerun_finishes_it(corpus, tmp_path):
     """16 entries (symlinks to the 8 good videos), one network call per video; SIGTERM after the first line."""

@@ -40,6 +40,7 @@ def video_8k() -> bytes:
     return encode_video(np.zeros((3, 4320, 7680, 3), np.uint8) + levels, "mp4")
 
 
+@pytest.mark.slow
 def test_8k_frames_are_over_the_default_pixel_budget(classifier, video_8k):
     with pytest.raises(BudgetError, match=r"7680x4320 \(33.2 Mpixels\) are over the limit .* \(setting max_pixels\)"):
         classifier.classify(video_8k)
@@ -157,6 +158,7 @@ def test_a_still_image_is_not_a_video(classifier):
     assert isinstance(BudgetError("x"), squeezetime.VideoError)
 
 
+@pytest.mark.slow
 def test_ordinary_videos_are_within_the_default_budget(classifier, demo_videos):
     path, truth = demo_videos[0]
     assert classifier.classify(path, views="10x3", topk=1)[0][0] == truth

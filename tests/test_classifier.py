@@ -32,6 +32,7 @@ def test_default_backend_is_optimized_when_the_extension_is_built(classifier):
     assert "optimized" in repr(classifier) and "8 classes" in repr(classifier)
 
 
+@pytest.mark.slow
 def test_classify_agrees_with_predict_and_with_clips(classifier, demo_videos):
     path, truth = demo_videos[3]
     top = classifier.classify(path, topk=3)
@@ -44,6 +45,7 @@ def test_classify_agrees_with_predict_and_with_clips(classifier, demo_videos):
     assert classifier.classify(clips, topk=3) == classifier.classify(path, views="10x3", topk=3)
 
 
+@pytest.mark.slow
 def test_classify_many_batches_videos_and_keeps_errors_in_place(classifier, demo_videos):
     paths = [p for p, _ in demo_videos[:5]]
     alone = [classifier.classify(p, views="10x3", topk=2) for p in paths]
@@ -162,6 +164,7 @@ def test_request_errors(classifier):
         classifier.clips(b"whatever", views="3x3")
 
 
+@pytest.mark.slow
 def test_without_the_extension_auto_is_eager_and_optimized_refuses():
     code = ("import squeezetime, warnings; warnings.simplefilter('ignore');"
             "print(squeezetime.load('demo').backend.name);"

@@ -1,6 +1,8 @@
 """The command line, run as a user runs it (a subprocess)."""
 import json
 import subprocess
+
+import pytest
 import sys
 
 from squeezetime.models.checkpoint import save_checkpoint
@@ -11,6 +13,7 @@ def run_cli(*args, timeout=300):
                           timeout=timeout)
 
 
+@pytest.mark.slow
 def test_predict_good_and_bad_videos(demo_videos, tmp_path):
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"not a video at all")
@@ -24,6 +27,7 @@ def test_predict_good_and_bad_videos(demo_videos, tmp_path):
     assert f"error: {bad}: " in result.stderr and "not a readable video" in result.stderr
 
 
+@pytest.mark.slow
 def test_predict_with_a_checkpoint_file(demo_model, demo_videos, tmp_path):
     path = tmp_path / "demo.pth"
     save_checkpoint(demo_model, path)
@@ -41,6 +45,7 @@ def test_bad_checkpoint_is_one_clear_line(tmp_path, demo_videos):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_path_is_named_once_in_an_error_line(tmp_path):
     missing = tmp_path / "absent.mp4"
     result = run_cli("predict", str(missing), "--demo")
@@ -48,6 +53,7 @@ def test_path_is_named_once_in_an_error_line(tmp_path):
     assert result.stderr.count(str(missing)) == 1 and f"error: {missing}: no such file" in result.stderr
 
 
+@pytest.mark.slow
 def test_exit_codes_are_one_rule(demo_videos, tmp_path):
     """0 all done, 1 some inputs failed, 2 usage or setup error: for every subcommand."""
     good = demo_videos[0][0]
@@ -64,6 +70,7 @@ def test_exit_codes_are_one_rule(demo_videos, tmp_path):
     assert run_cli("torchserve", "stop", "--run-dir", str(tmp_path / "none")).returncode == 0  # nothing to stop
 
 
+@pytest.mark.slow
 def test_predict_backend_option(demo_videos):
     path, truth = demo_videos[1]
     eager = run_cli("predict", path, "--demo", "--backend", "eager", "--json", "--topk", "3")

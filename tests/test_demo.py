@@ -7,6 +7,8 @@ import squeezetime
 from squeezetime.predict import clip_probabilities
 from squeezetime.synthetic import CLASSES, REVERSED, make_clip
 
+pytestmark = pytest.mark.slow  # classifies hundreds of generated clips
+
 HELD_OUT_SEED = 424242  # training draws from seed 0's stream, validation from 10000+/20000+
 
 

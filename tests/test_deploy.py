@@ -480,6 +480,7 @@ def test_kserve_torchserve_store_layout(kserve_store):
     assert server["image"] == container(resource("torchserve", "Deployment"))["image"]
 
 
+@pytest.mark.servers  # a real TorchServe, started through ManagedProcess
 @pytest.mark.timeout(600)
 def test_kserve_torchserve_answers_the_v1_protocol(tmp_path, kserve_store, demo_videos):
     """The KServe config.properties and store layout, served by a real TorchServe (ports and paths made local):

@@ -13,6 +13,8 @@ from squeezetime.backends.auto import auto_order, cpu_flags, cpu_has_native_bf16
 
 from conftest import GOLDEN_CENTRED_REL_L2, GOLDEN_REL_L2, centred_relative_l2, relative_l2
 
+pytestmark = pytest.mark.slow  # converts the network for ONNX Runtime and OpenVINO
+
 pytest.importorskip("onnxruntime", reason="the onnxruntime backend needs onnxruntime (requirements/main/export.txt)")
 pytest.importorskip("openvino", reason="the openvino backend needs openvino (requirements/main/engines.txt)")
 

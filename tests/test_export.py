@@ -15,6 +15,8 @@ from squeezetime.export.exported_program import decompose, export_program, load_
 from _export_support import REDUCED_REL_L2, assert_golden, assert_matches_eager, golden_io, golden_model
 from conftest import relative_l2
 
+pytestmark = pytest.mark.slow  # exports the network (ONNX, ExportedProgram, TorchScript)
+
 
 @pytest.fixture(scope="module")
 def model():

@@ -21,6 +21,8 @@ from squeezetime.export.graph import example_clip
 from _export_support import assert_matches_eager, golden_model
 from conftest import ROOT
 
+pytestmark = pytest.mark.slow  # exports ONNX models for Triton
+
 NUM_CLASSES = 400
 
 

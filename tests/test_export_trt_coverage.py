@@ -17,6 +17,8 @@ import pytest
 
 from _export_support import ROOT, TRT_VENV, subprocess_env, trt_python
 
+pytestmark = pytest.mark.slow  # a Torch-TensorRT dry run in its own venv
+
 
 @pytest.fixture(scope="module")
 def coverage(tmp_path_factory):

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # compiles the CUDA kernels and the CMake library
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_CUDA_PY = ROOT / ".venv-cuda" / "bin" / "python"
 

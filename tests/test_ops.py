@@ -283,6 +283,7 @@ def test_opcheck_covers_every_operator_and_overload():
     assert registered == checked == {f"squeezetime::{n}" for n in names}
 
 
+@pytest.mark.slow
 def test_import_squeezetime_makes_the_operators_usable():
     """``import squeezetime`` alone (no ops call) registers torch.ops.squeezetime.* and every fake kernel."""
     import subprocess
@@ -326,6 +327,7 @@ def test_torch_export_sees_the_operators():
     torch.testing.assert_close(ep.module()(*args), TinyCTLTail()(*args))
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_torch_compile_through_the_operators():
     torch._dynamo.reset()
@@ -334,6 +336,7 @@ def test_torch_compile_through_the_operators():
     torch.testing.assert_close(compiled(*args), TinyCTLTail()(*args))
 
 
+@pytest.mark.slow
 def test_without_extension_the_package_works_and_says_so_once():
     import subprocess
     import sys

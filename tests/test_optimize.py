@@ -174,6 +174,7 @@ def test_positional_embeddings_resized_once_per_size():
     assert len(ctl._pos_cache) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_torch_compile_of_the_optimised_model():
     torch._dynamo.reset()
@@ -214,6 +215,7 @@ def test_network_input_micro_benchmark_times_both_ways_to_the_stem_input():
     assert result["speedup"] == pytest.approx(result["two_passes_ms"] / result["one_pass_ms"])
 
 
+@pytest.mark.slow
 def test_bench_peers_writes_json_and_png(tmp_path):
     """`bench --peers` at its smallest: eager (always the reference) and two of our rows, interleaved."""
     import json

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # builds a wheel and installs it into a fresh venv
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_CUDA_PY = ROOT / ".venv-cuda" / "bin" / "python"
 SKIP_DIRS = {".git", "build", "dist", "__pycache__", ".pytest_cache"}

@@ -14,7 +14,7 @@ from test_triton_server import served_model, triton  # noqa: F401
 
 from squeezetime.serving import perf_analyzer as pa
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]  # runs perf_analyzer benchmarks
 
 
 @pytest.fixture(scope="module")

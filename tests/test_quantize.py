@@ -25,6 +25,8 @@ pytest.importorskip("openvino", reason="the int8 backend needs openvino (require
 
 from squeezetime.backends.int8 import META_FILE, XML_FILE, Int8ArtifactError, read_artifact  # noqa: E402
 
+pytestmark = pytest.mark.slow  # calibrates and quantises with NNCF
+
 HOLDOUT = 4
 
 

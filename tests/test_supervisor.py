@@ -75,6 +75,7 @@ def start(groups, command, tmp_path, **options) -> ManagedProcess:
     return proc
 
 
+@pytest.mark.slow
 def test_ready_then_stop_kills_the_whole_group(groups, tmp_path):
     pid_file, marker = tmp_path / "grandchild.pid", tmp_path / "ready"
     proc = start(groups, [PY, "-c", WITH_GRANDCHILD, pid_file, marker], tmp_path, name="toy")
@@ -182,6 +183,7 @@ def test_cleanups_run_exactly_once(groups, tmp_path):
     assert ran == ["once"]
 
 
+@pytest.mark.slow
 def test_stop_by_pgid_from_a_fresh_object(groups, tmp_path):
     """A group started by another (now gone) process, as ``squeezetime torchserve start`` leaves it: the
     leader's parent is init, and a fresh object stops the group, grandchild ignoring SIGTERM included."""
@@ -270,6 +272,7 @@ def test_child_does_not_outlive_its_launcher(groups, how):
     assert gone(pgid, within=15), f"the child outlived a launcher that {how}"
 
 
+@pytest.mark.slow
 def test_detached_child_outlives_its_launcher(groups):
     pgid = launch("detached")
     groups.append(pgid)

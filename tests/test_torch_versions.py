@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # runs the operator and optimize suites under other torch versions
+
 ROOT = Path(__file__).resolve().parent.parent
 KERNEL_TESTS = ("tests/test_ops.py", "tests/test_optimize.py")
 # torch 2.11's oneDNN rejected shapes these ran into (failure 4): the golden checkpoints and the classifier too

@@ -83,6 +83,7 @@ def test_parse_request_forms():
             parse_request(request)
 
 
+@pytest.mark.slow
 def test_archive_contents(tmp_path, demo_model):
     require_torchserve()
     from squeezetime.serving.torchserve.archive import ArchiveOptions, archive_model_name, build_archive

@@ -235,6 +235,7 @@ MEMORY_PROBE = textwrap.dedent("""
 DECODER_ALLOWANCE = 128 * 2**20
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the peak RSS from /proc (Linux)")
 def test_memory_is_bounded_by_the_clips(tmp_path):
     """1080p 10x3: peak RSS growth <= 3x the clips' bytes + the decoder's buffers; the process <= 600 MB."""
