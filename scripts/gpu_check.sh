@@ -119,7 +119,7 @@ grep -h "SKIPPED" "$LOGS"/10-*.log | sort | uniq -c | head -20 > "$LOGS/20-skips
 
 # -- 3. the table, alone on the GPU ----------------------------------------------------------------------------------
 say "benchmark"
-if timeout -k 10 300 "$PY" -m squeezetime.bench.gpu --out "$DEST" --rounds 5 > "$LOGS/30-bench.log" 2>&1; then
+if timeout -k 10 360 "$PY" -m squeezetime.bench.gpu --out "$DEST" --rounds 5 > "$LOGS/30-bench.log" 2>&1; then
   result bench pass "$DEST/gpu_bench.json, gpu_bench.png"
   "$PY" - "$DEST/gpu_bench.json" <<'EOF' | tee -a "$SUMMARY"
 import json, sys
