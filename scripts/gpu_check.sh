@@ -121,14 +121,16 @@ grep -h "SKIPPED" "$LOGS"/10-*.log | sort | uniq -c | head -20 > "$LOGS/20-skips
 say "benchmark"
 if timeout -k 10 360 "$PY" -m squeezetime.bench.gpu --out "$DEST" --rounds 5 > "$LOGS/30-bench.log" 2>&1; then
   result bench pass "$DEST/gpu_bench.json, gpu_bench.png"
+else
+  tail -20 "$LOGS/30-bench.log"
+  result bench fail "see gpu_check.log (gpu_bench.json keeps the batch sizes measured before it stopped)"
+fi
+if [ -f "$DEST/gpu_bench.json" ]; then
   "$PY" - "$DEST/gpu_bench.json" <<'EOF' | tee -a "$SUMMARY"
 import json, sys
 for name, ok in json.load(open(sys.argv[1]))["targets"].items():
     print(f"{'target':<22} {'-' if ok is None else ('met' if ok else 'miss'):<4} {name}")
 EOF
-else
-  tail -20 "$LOGS/30-bench.log"
-  result bench fail "see gpu_check.log"
 fi
 sed -n '/^clips\/s/,$p' "$LOGS/30-bench.log"
 say "done in $((SECONDS - START)) s"

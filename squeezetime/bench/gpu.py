@@ -210,6 +210,18 @@ def plot(records: list[dict], path: str, title: str) -> None:
     plt.close(fig)
 
 
+def write_results(args, raw: dict, memory: dict) -> list[dict]:
+    records = summarize(raw)
+    result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "arch": args.arch,
+              "clip": [16, 224, 224, 3], "rounds": args.rounds, "records": records, "targets": check_targets(records),
+              "memory_after_each_batch_size": memory}
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "gpu_bench.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    plot(records, os.path.join(args.out, "gpu_bench.png"), f"SqueezeTime {args.arch} fp16, {result['device']}")
+    return records
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if not torch.cuda.is_available():
@@ -232,16 +244,9 @@ def main(argv=None) -> int:
             if "ours fp16" in rows:  # what the captured buckets (and everything else alive) hold on the device
                 memory[batch] = {"buckets": rows["ours fp16"].runner.captured((16, 224, 224)),
                                  "reserved_mib": torch.cuda.memory_reserved() / 2 ** 20}
-    records = summarize(raw)
-    result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "arch": args.arch,
-              "clip": [16, 224, 224, 3], "rounds": args.rounds, "records": records, "targets": check_targets(records),
-              "memory_after_each_batch_size": memory}
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "gpu_bench.json"), "w") as f:
-        json.dump(result, f, indent=1)
-    plot(records, os.path.join(args.out, "gpu_bench.png"), f"SqueezeTime {args.arch} fp16, {result['device']}")
+            records = write_results(args, raw, memory)  # after every batch size: a cut-off run keeps what it has
     print_table(records)
-    print(json.dumps(result["targets"], indent=1))
+    print(json.dumps(check_targets(records), indent=1))
     return 0
 
 
