@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...], str]] = [
     ("transports", ("squeezetime.serving", "squeezetime.export", "squeezetime.triton", "squeezetime.batch",
                     "squeezetime.quantize"),
      "Triton, TorchServe, request checks, supervisor, export, batch (local, Ray)"),
+    ("bench", ("squeezetime.bench",), "benchmarks: network, peers, video, serving, perf_analyzer, GPU"),
     ("cli", ("squeezetime.cli",), "squeezetime COMMAND"),
 ]
 
