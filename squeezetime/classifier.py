@@ -8,7 +8,7 @@
 
 Every transport (``squeezetime.predict``, the CLI, Triton's models, the TorchServe handler, the benchmarks)
 only translates its requests to these calls: decoding, sampling, batching, averaging over views and top-k
-live here once, so the same video gives the same numbers on every path.
+(``squeezetime.prediction``) live here once, so the same video gives the same numbers on every path.
 """
 from __future__ import annotations
 
@@ -26,11 +26,12 @@ from .backends import Backend, BackendError, create_backend
 from .backends.int8 import is_int8_artifact
 from .data_config import DataConfig
 from .errors import InputError, SqueezeTimeError
+from .prediction import Prediction, check_topk, top_k
 from .preprocess import as_uint8_clips
+from .timeline import Timeline
 from .video import DEFAULT_BUDGET, DecodeBudget, VideoSource, sample_clips
 from .video.decode import stop_when
 
-Prediction = list[tuple[str, float]]
 DEMO = "demo"
 
 
@@ -43,18 +44,6 @@ def label_names(model) -> list[str]:
     """The model's class names, or ``class_<i>`` when it carries none."""
     names = getattr(model, "class_names", None)
     return list(names) if names else [f"class_{i}" for i in range(model.num_classes)]
-
-
-def check_topk(topk) -> int:
-    if isinstance(topk, bool) or not isinstance(topk, (int, np.integer)) or topk < 1:
-        raise InputError(f"topk must be an integer >= 1, got {topk!a}")
-    return int(topk)
-
-
-def top_k(probabilities: Tensor, names: Sequence[str], topk: int = 5) -> Prediction:
-    """[(label, probability)] of the ``topk`` best classes, best first."""
-    values, indices = probabilities.topk(min(check_topk(topk), probabilities.numel()))
-    return [(names[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())]
 
 
 def is_clips(video) -> bool:
@@ -187,8 +176,6 @@ class Classifier:
         """Windows every ``stride`` seconds (one clip of the model's span each, centre crop), yielded as soon as
         each is decoded and scored: a ``squeezetime.timeline.Timeline`` of ``Window(start, end, top, probs)``;
         ``squeezetime.timeline.segments`` merges them. One sequential decode, memory independent of the length."""
-        from .timeline import Timeline
-
         return Timeline(video, self.data_config, self.class_names, lambda clips: self.scores(clips).numpy(),
                         stride=stride, topk=topk, batch_size=batch_size or self.batch_size, budget=self.budget,
                         should_stop=should_stop)
@@ -263,4 +250,4 @@ def _load_int8(source, backend: str, dtype, device, batch_size: int, class_names
     return Classifier(engine, artifact.data_config, names, batch_size=batch_size, budget=budget)
 
 
-__all__ = ["ClipScores", "Classifier", "DEMO", "Prediction", "check_topk", "is_clips", "label_names", "load", "top_k"]
+__all__ = ["ClipScores", "Classifier", "DEMO", "is_clips", "label_names", "load"]

@@ -9,8 +9,9 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .classifier import Classifier, Prediction, label_names, load, top_k
+from .classifier import Classifier, label_names, load
 from .models.squeezetime import SqueezeTime
+from .prediction import Prediction, top_k
 from .video import VideoSource
 
 CACHE_ATTRIBUTE = "_squeezetime_classifier"  # on the model itself: the classifier refers to the model, so a

@@ -22,9 +22,9 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from .classifier import Prediction, check_topk, top_k
 from .data_config import DataConfig
 from .errors import InputError
+from .prediction import Prediction, check_topk, top_k
 from .video.decode import DEFAULT_BUDGET, DecodeBudget, DecodeCancelled, VideoSource, stop_when
 from .video.stream import StreamStats, WindowClip, check_stride, window_clips
 

@@ -12,7 +12,7 @@ import json
 import os
 from dataclasses import dataclass
 
-from ..classifier import Prediction
+from ..prediction import Prediction
 from ..errors import InputError
 
 
