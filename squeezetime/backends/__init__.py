@@ -22,13 +22,9 @@ from typing import Callable
 import torch
 
 from ..errors import SqueezeTimeError
-from .base import Backend, TorchBackend
+from .base import Backend, BackendError, TorchBackend
 
 logger = logging.getLogger("squeezetime")
-
-
-class BackendError(SqueezeTimeError, RuntimeError):
-    """A backend cannot run here (missing extension or device) or failed to build."""
 
 
 def _eager(model, device: torch.device, dtype: torch.dtype) -> Backend:
@@ -50,7 +46,7 @@ def _extension_for(device: torch.device) -> bool:
         _said["no_cuda_kernels"] = True
         logger.warning("squeezetime: the CUDA kernels are not built (%s); the GPU path runs PyTorch operators in "
                        "their place (rebuild with a CUDA toolkit: TORCH_CUDA_ARCH_LIST=... pip install "
-                       "--no-build-isolation .)", ops._load().get("cuda_error") or "no squeezetime._C_cuda")
+                       "--no-build-isolation .)", ops.cuda_extension_error() or "no squeezetime._C_cuda")
     return True
 
 
@@ -164,7 +160,8 @@ def _auto(model, device: torch.device, dtype: torch.dtype) -> Backend:
 
 
 def create_backend(name: str, model, *, device=None, dtype=None) -> Backend:
-    """Build backend ``name`` ("auto", "eager", "optimized") for ``model`` on ``device`` in ``dtype``."""
+    """Build backend ``name`` (one of ``available_backends()``: "auto", "eager", "optimized", "onnxruntime",
+    "openvino", "int8") for ``model`` on ``device`` in ``dtype`` (None: ``default_dtype``)."""
     device = resolve_device(device, model)
     dtype = default_dtype(name, device) if dtype is None else resolve_dtype(dtype)
     if name == "auto":

@@ -1,4 +1,5 @@
-"""The backend interface and the one implementation for torch modules (eager network or optimised module)."""
+"""The backend interface (``Backend``, ``BackendError``) and the implementations for torch modules: the eager
+network or optimised module (``TorchBackend``) and, on a GPU, its CUDA graphs per batch bucket (``CudaGraphBackend``)."""
 from __future__ import annotations
 
 from typing import Protocol
@@ -7,9 +8,14 @@ import torch
 from torch import Tensor
 
 from .. import ops
+from ..errors import SqueezeTimeError
 from ..optimize import OptimizedSqueezeTime
 from ..optimize.cuda_graphs import BATCH_BUCKETS, BucketRunner
 from ..preprocess import as_uint8_clips, normalize_clip
+
+
+class BackendError(SqueezeTimeError, RuntimeError):
+    """A backend cannot run here (missing extension or device) or failed to build."""
 
 
 class Backend(Protocol):

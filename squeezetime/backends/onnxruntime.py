@@ -18,16 +18,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import InputError, SqueezeTimeError
+from ..errors import InputError
 from . import engine_cache
+from .base import BackendError
 
 logger = logging.getLogger("squeezetime")
-
-
-def _error(message: str) -> SqueezeTimeError:
-    from . import BackendError  # the package's error type (defined in backends/__init__)
-
-    return BackendError(message)
 
 
 def _with_data_config(model):
@@ -106,11 +101,11 @@ class OnnxRuntimeBackend:
 
 def build(model, device: torch.device, dtype: torch.dtype) -> OnnxRuntimeBackend:
     if device.type != "cpu":
-        raise _error(f"the onnxruntime backend runs on the CPU only, not {device}")
+        raise BackendError(f"the onnxruntime backend runs on the CPU only, not {device}")
     if dtype != torch.float32:
-        raise _error(f"the onnxruntime backend runs float32 only, not {str(dtype).replace('torch.', '')}")
+        raise BackendError(f"the onnxruntime backend runs float32 only, not {str(dtype).replace('torch.', '')}")
     try:
         import onnxruntime  # noqa: F401
     except ImportError as e:
-        raise _error(f"the onnxruntime backend needs onnxruntime (pip install onnxruntime onnx onnxscript): {e}") from e
+        raise BackendError(f"the onnxruntime backend needs onnxruntime (pip install onnxruntime onnx onnxscript): {e}") from e
     return OnnxRuntimeBackend(cpu_model(model), device, torch.get_num_threads())

@@ -27,7 +27,8 @@ from torch import Tensor
 
 from ..errors import InputError
 from . import engine_cache
-from .onnxruntime import _error, cpu_model, default_image_size, onnx_file
+from .base import BackendError
+from .onnxruntime import cpu_model, default_image_size, onnx_file
 
 logger = logging.getLogger("squeezetime")
 
@@ -114,11 +115,11 @@ class OpenVinoBackend:
 
 def build(model, device: torch.device, dtype: torch.dtype) -> OpenVinoBackend:
     if device.type != "cpu":
-        raise _error(f"the openvino backend runs on the CPU only here, not {device}")
+        raise BackendError(f"the openvino backend runs on the CPU only here, not {device}")
     if dtype not in HINTS:
-        raise _error(f"the openvino backend runs float32 or bfloat16, not {str(dtype).replace('torch.', '')}")
+        raise BackendError(f"the openvino backend runs float32 or bfloat16, not {str(dtype).replace('torch.', '')}")
     try:
         import openvino  # noqa: F401
     except ImportError as e:
-        raise _error(f"the openvino backend needs openvino (pip install openvino): {e}") from e
+        raise BackendError(f"the openvino backend needs openvino (pip install openvino): {e}") from e
     return OpenVinoBackend(cpu_model(model), device, dtype, torch.get_num_threads())

@@ -16,7 +16,7 @@ channels-last float16, the GPU network's input.
 
 Importing this module (``import squeezetime`` does) loads the extension when it is built, which registers
 ``torch.ops.squeezetime.*`` with CPU kernels (float32, bfloat16) and, when built against a CUDA torch, CUDA
-kernels (float32, float16, bfloat16), and registers the fake kernels (``_fake``) so that torch.compile and
+kernels (float32, float16, bfloat16), and registers the fake kernels (``fake``) so that torch.compile and
 torch.export see through the operators. Without a built extension the functions below run the reference
 implementations (``reference``) and say so once, at the first use (SQUEEZETIME_DISABLE_EXT=1 forces that).
 """
@@ -34,8 +34,9 @@ from torch import Tensor
 from ..models.registry import MEAN, STD
 from .reference import ctl_combine_reference, gate_scale_reference, squeeze_time_reference
 
-__all__ = ["has_cuda_kernel", "has_kernel", "ctl_combine", "ctl_combine_reference", "gate_scale", "gate_scale_reference", "cuda_extension_available", "extension_available",
-           "extension_error", "squeeze_time", "squeeze_time_reference"]
+__all__ = ["built_against", "ctl_combine", "ctl_combine_reference", "cuda_extension_available", "cuda_extension_error",
+           "extension_available", "extension_error", "first_caller_outside_package", "gate_scale",
+           "gate_scale_reference", "has_cuda_kernel", "has_kernel", "squeeze_time", "squeeze_time_reference"]
 
 REINSTALL_HINT = ("reinstall squeezetime with the extension: `pip install --no-build-isolation .` in an "
                   "environment that has torch, or `python setup.py build_ext --inplace` in a source checkout")
@@ -65,9 +66,9 @@ def _load() -> dict:
         except (ImportError, OSError) as e:
             _state["error"] = f"{type(e).__name__}: {e}"
     if _state["cpu"]:
-        from . import _fake
+        from . import fake
 
-        _fake.register()
+        fake.register()
         _warn_if_built_for_another_torch()
         if torch.version.cuda:
             try:
@@ -94,11 +95,7 @@ def _use_extension_dir() -> None:
 def _warn_if_built_for_another_torch() -> None:
     """setup.py records the torch it compiled against (squeezetime/_build_info.py): a different torch may load
     the extension and still misbehave (C++ ABI), so say it once."""
-    try:
-        from .. import _build_info
-    except ImportError:  # built before the record existed, or by CMake
-        return
-    built = getattr(_build_info, "TORCH_VERSION", None)
+    built = built_against().get("TORCH_VERSION")
     if built and built != torch.__version__:
         warnings.warn(f"squeezetime: the C++ extension was built against torch {built}, this is torch "
                       f"{torch.__version__}; if an operator fails, {REINSTALL_HINT}", ExtensionNotBuiltWarning,
@@ -116,10 +113,10 @@ def _warn_if_missing() -> None:
     else:
         message = (f"squeezetime: C++ extension not built, using pure-PyTorch path ({REINSTALL_HINT}; "
                    f"import error: {state['error']})")
-    warnings.warn(message, ExtensionNotBuiltWarning, stacklevel=_first_caller_outside_package())
+    warnings.warn(message, ExtensionNotBuiltWarning, stacklevel=first_caller_outside_package())
 
 
-def _first_caller_outside_package() -> int:
+def first_caller_outside_package() -> int:
     """The warnings stacklevel of the first frame outside the squeezetime package (the user's call)."""
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
     frame, level = sys._getframe(1), 1  # level 1: the function that calls warnings.warn
@@ -142,6 +139,22 @@ def cuda_extension_available() -> bool:
 def extension_error() -> str | None:
     """Why the extension is not loaded (the import error), or None."""
     return _load()["error"]
+
+
+def cuda_extension_error() -> str | None:
+    """Why the CUDA kernels (squeezetime._C_cuda) did not load when the CPU extension did, or None."""
+    return _load().get("cuda_error")
+
+
+def built_against() -> dict:
+    """The build record setup.py's build_ext writes (squeezetime/_build_info.py: TORCH_VERSION, COMPILER, ...),
+    empty when there is none (built before the record existed, or by CMake). Read by name like the extension
+    itself: a generated file, absent from a plain source checkout."""
+    try:
+        record = importlib.import_module("squeezetime._build_info")
+    except ImportError:
+        return {}
+    return {k: v for k, v in vars(record).items() if k.isupper()}
 
 
 def has_kernel(name: str) -> bool:

@@ -14,7 +14,7 @@ import warnings
 import torch
 from torch import Tensor
 
-from ..ops import _first_caller_outside_package
+from ..ops import first_caller_outside_package
 
 # what the oneDNN ops' unary and binary post-op names mean, in ATen
 UNARY = {"none": lambda y: y, "relu": torch.relu, "sigmoid": torch.sigmoid}
@@ -55,4 +55,4 @@ def warn_fallback(op: str, x: Tensor, error: Exception) -> None:
         f"squeezetime.optimize: torch {torch.__version__}'s private torch.ops.mkldnn.{op} failed for input "
         f"{tuple(x.shape)} {x.dtype} ({type(error).__name__}: {first_line(error)}); that convolution runs through the "
         "public F.conv2d path for that shape from now on (same results, slower). Further fallbacks in this "
-        "process are not reported.", OneDnnFallbackWarning, stacklevel=_first_caller_outside_package())
+        "process are not reported.", OneDnnFallbackWarning, stacklevel=first_caller_outside_package())
