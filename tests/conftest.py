@@ -1,35 +1,14 @@
-"""Shared fixtures: the read-only reference data beside the repo, and generated videos."""
+"""Shared fixtures: the read-only reference data beside the repo, generated videos, and the real servers that
+several test modules use (tritonserver, TorchServe); the `servers` and `slow` markers. Plain helpers and constants
+live in tests/support/."""
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("SQUEEZETIME_SHARED", ROOT.parent / "shared"))
-REFERENCE = SHARED / "reference"
-
-
-def reference_cases() -> dict:
-    path = REFERENCE / "cases.json"
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def relative_l2(actual, expected) -> float:
-    return float((actual.double() - expected).norm() / expected.norm())
-
-
-def centred_relative_l2(actual, expected) -> float:
-    a = actual.double() - actual.double().mean(0)
-    e = expected - expected.mean(0)
-    return float((a - e).norm() / e.norm())
-
-
-# Tolerances of ../shared/reference/README.md: a float32 path is right below both.
-GOLDEN_REL_L2 = 1e-5
-GOLDEN_CENTRED_REL_L2 = 1e-3
+from support.reference import REFERENCE
+from support.torchserve import BATCH_SIZE, MAX_BATCH_DELAY_MS, require_torchserve
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -70,6 +49,61 @@ def demo_model():
     import squeezetime
 
     return squeezetime.demo_model()
+
+
+# -- real servers shared by several modules ----------------------------------------------------------------------
+# support.triton is imported when used: it imports squeezetime's serving code, which collection does not need.
+# Module scope: every module that uses one gets its own server (as when each module imported the fixture), so
+# one module's requests never change another's counters or state, and a server is stopped after its module.
+@pytest.fixture(scope="module")
+def served_model():
+    from support.triton import model_for_tests
+
+    return model_for_tests()
+
+
+@pytest.fixture(scope="module")
+def triton(tmp_path_factory, served_model):
+    """A real tritonserver on free loopback ports serving the test model; always stopped, shm removed."""
+    from support.triton import MAX_VIDEO_BYTES, require_tritonserver, running
+
+    require_tritonserver()
+    from squeezetime.serving.triton import RepoOptions, TritonServer, write_repository
+
+    repo = write_repository(tmp_path_factory.mktemp("triton_repo"), served_model,
+                            options=RepoOptions(max_batch_size=8, max_queue_delay_us=20000,
+                                                max_video_bytes=MAX_VIDEO_BYTES, num_threads=2))
+    with running(TritonServer(repo, start_timeout=240)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def torchserve(tmp_path_factory):
+    """The demo model archived and served; yields ServerInfo; always stopped (whole process group)."""
+    require_torchserve()
+    from squeezetime.serving.torchserve import server
+    from squeezetime.serving.torchserve.archive import ArchiveOptions, build_archive
+
+    base = tmp_path_factory.mktemp("torchserve")
+    store = base / "model_store"
+    build_archive(store, options=ArchiveOptions(batch_size=BATCH_SIZE, max_batch_delay_ms=MAX_BATCH_DELAY_MS,
+                                                workers=1, threads=2))
+    run_dir = base / "run"
+    info = None
+    try:
+        info = server.start(store, run_dir=run_dir, ports=server.free_ports(), timeout=240)
+        yield info
+    finally:
+        server.stop(run_dir, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def grpc_stub_dir(tmp_path_factory):
+    """Stubs generated at test time from the protos inside TorchServe's jar (never committed)."""
+    require_torchserve()
+    from squeezetime.serving.torchserve.grpc_stubs import generate
+
+    return generate(tmp_path_factory.mktemp("torchserve_grpc"))
 
 
 # -- the `servers` marker: tests that start a real tritonserver, TorchServe or `squeezetime serve` -------------------

@@ -19,8 +19,8 @@ import time
 import numpy as np
 import pytest
 
-from _torchserve_support import require_torchserve
-from _triton_support import model_for_tests, require_tritonserver, running
+from support.torchserve import require_torchserve
+from support.triton import model_for_tests, require_tritonserver, running
 
 pytestmark = pytest.mark.timeout(300)
 QUEUE = 2

@@ -4,8 +4,6 @@ budget is a ``BudgetError`` (a ``VideoError``) naming the setting. Work is asser
 and an injected clock, never with the wall clock."""
 from __future__ import annotations
 
-import io
-
 import av
 import numpy as np
 import pytest
@@ -14,17 +12,7 @@ import squeezetime
 from squeezetime.synthetic import encode_video
 from squeezetime.video import BudgetError, DecodeBudget, DecodeMeter, VideoReader, get_view, sample_frame_indices
 from squeezetime.video.generate import make_test_video
-
-
-def png(height: int = 256, width: int = 320) -> bytes:
-    buf = io.BytesIO()
-    with av.open(buf, mode="w", format="image2pipe") as out:
-        stream = out.add_stream("png", rate=1)
-        stream.height, stream.width, stream.pix_fmt = height, width, "rgb24"
-        frame = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
-        out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        out.mux(stream.encode())
-    return buf.getvalue()
+from support.media import png
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from squeezetime.backends import BackendError
 from squeezetime.data_config import DataConfig
 from squeezetime.video.views import View
 
-from conftest import GOLDEN_CENTRED_REL_L2, GOLDEN_REL_L2, centred_relative_l2, reference_cases, relative_l2
+from support.reference import GOLDEN_CENTRED_REL_L2, GOLDEN_REL_L2, centred_relative_l2, reference_cases, relative_l2
 
 
 @pytest.fixture(scope="module")

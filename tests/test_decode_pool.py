@@ -12,8 +12,6 @@ import urllib.request
 import numpy as np
 import pytest
 
-from test_triton_server import served_model, triton  # noqa: F401
-
 pytestmark = pytest.mark.timeout(600)
 
 
@@ -37,7 +35,7 @@ def expensive_video(frames: int = 480, height: int = 720, width: int = 1280) -> 
 
 # -- the pieces, no server -----------------------------------------------------------------------------------------
 def test_decode_pool_takes_the_cheapest_waiting_job_first():
-    from squeezetime.serving.triton.backend import DecodePool
+    from squeezetime.serving.triton.decode_pool import DecodePool
 
     pool = DecodePool(1)
     try:
@@ -59,7 +57,7 @@ def test_decode_pool_takes_the_cheapest_waiting_job_first():
 
 
 def test_decode_cost_grows_with_bytes_and_clips():
-    from squeezetime.serving.triton.backend import decode_cost
+    from squeezetime.serving.triton.decode_pool import decode_cost
     from squeezetime.video import get_view
 
     assert decode_cost(b"x" * 1000, get_view("10x3")) == 30 * decode_cost(b"x" * 1000, get_view("1x1"))
@@ -136,7 +134,7 @@ def wait_for_metric(url: str, key: str, at_least: float, timeout: float = 120.0)
         time.sleep(0.05)
 
 
-def test_a_cheap_request_is_answered_while_expensive_ones_decode(triton, big_video, demo_videos):  # noqa: F811
+def test_a_cheap_request_is_answered_while_expensive_ones_decode(triton, big_video, demo_videos):
     """Decoding is off the request path, in a pool: with two expensive decodes running, a cheap request is decoded
     and answered beside them. Ordered by the server's counters, not by sleeps: the cheap request is sent once both
     expensive decodes have started (queue-stage count), and when its answer arrives no expensive decode has ended
@@ -159,7 +157,7 @@ def test_a_cheap_request_is_answered_while_expensive_ones_decode(triton, big_vid
     assert scrape(triton.metrics_url)[DECODED] == before[DECODED] + 3
 
 
-def test_a_cancelled_request_stops_its_decode(triton, big_video):  # noqa: F811
+def test_a_cancelled_request_stops_its_decode(triton, big_video):
     """A request the client cancels while it decodes stops decoding: cancelled as soon as its decode has started
     (queue-stage count), its decode ends after the cancel check's next look (every 16 frames, at most every 0.05 s):
     measured 0.05 s of a 0.78 s full decode. The bound, half the full decode, is 10x that typical value."""

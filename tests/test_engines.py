@@ -11,7 +11,7 @@ import squeezetime
 from squeezetime.backends import BackendError, engine_cache
 from squeezetime.backends.auto import auto_order, cpu_flags, cpu_has_native_bf16
 
-from conftest import GOLDEN_CENTRED_REL_L2, GOLDEN_REL_L2, centred_relative_l2, relative_l2
+from support.reference import GOLDEN_CENTRED_REL_L2, GOLDEN_REL_L2, centred_relative_l2, relative_l2
 
 pytestmark = pytest.mark.slow  # converts the network for ONNX Runtime and OpenVINO
 

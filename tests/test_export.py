@@ -12,8 +12,8 @@ import squeezetime
 from squeezetime.export import graph as G
 from squeezetime.export.exported_program import decompose, export_program, load_program, save_program
 
-from _export_support import REDUCED_REL_L2, assert_golden, assert_matches_eager, golden_io, golden_model
-from conftest import relative_l2
+from support.export import REDUCED_REL_L2, assert_golden, assert_matches_eager, golden_io, golden_model
+from support.reference import relative_l2
 
 pytestmark = pytest.mark.slow  # exports the network (ONNX, ExportedProgram, TorchScript)
 
@@ -268,7 +268,7 @@ def test_cli_errors_are_one_clear_line(argv, message, capsys, tmp_path, monkeypa
 
 
 def golden_case_path():
-    from _export_support import GOLDEN_CASE
-    from conftest import REFERENCE
+    from support.export import GOLDEN_CASE
+    from support.reference import REFERENCE
 
     return REFERENCE / f"{GOLDEN_CASE}.pth"

@@ -10,8 +10,8 @@ import torch
 import squeezetime
 from squeezetime.export.graph import example_clip
 
-from _export_support import REDUCED_REL_L2
-from conftest import GOLDEN_REL_L2, relative_l2
+from support.export import REDUCED_REL_L2
+from support.reference import GOLDEN_REL_L2, relative_l2
 
 
 def _skip_reason():

@@ -18,8 +18,8 @@ from squeezetime.export import tensorrt as trt
 from squeezetime.export import triton as T
 from squeezetime.export.graph import example_clip
 
-from _export_support import assert_matches_eager, golden_model
-from conftest import ROOT
+from support.export import assert_matches_eager, golden_model
+from support.reference import ROOT
 
 pytestmark = pytest.mark.slow  # exports ONNX models for Triton
 

@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from _export_support import ROOT, TRT_VENV, subprocess_env, trt_python
+from support.export import ROOT, TRT_VENV, subprocess_env, trt_python
 
 pytestmark = pytest.mark.slow  # a Torch-TensorRT dry run in its own venv
 

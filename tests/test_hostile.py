@@ -9,10 +9,9 @@ import json
 
 import pytest
 
-from _torchserve_support import concurrently, torchserve  # noqa: F401
-from test_budget import png
-from test_triton_server import served_model, triton  # noqa: F401
-from _triton_support import server_processes, video_inputs
+from support.media import png
+from support.torchserve import concurrently
+from support.triton import server_processes, video_inputs
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -61,7 +60,7 @@ def torchserve_worker_pids(info) -> list[int]:
         return sorted(w["pid"] for entry in json.loads(r.read()) for w in entry["workers"])
 
 
-def test_torchserve_survives_hostile_requests(torchserve, demo_videos):  # noqa: F811
+def test_torchserve_survives_hostile_requests(torchserve, demo_videos):
     path, truth = demo_videos[0]
     video = open(path, "rb").read()
     before = torchserve_worker_pids(torchserve)
@@ -80,7 +79,7 @@ def test_torchserve_survives_hostile_requests(torchserve, demo_videos):  # noqa:
     assert post(torchserve.inference_url, *good)[0] == 200
 
 
-def test_triton_survives_hostile_requests(triton, demo_videos):  # noqa: F811
+def test_triton_survives_hostile_requests(triton, demo_videos):
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 

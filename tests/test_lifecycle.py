@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from _triton_support import require_tritonserver
+from support.triton import require_tritonserver
 
 from squeezetime.serving.supervisor import OWNER_FILE, group_pids, processes_mentioning, read_owner, write_owner
 from squeezetime.serving.triton.server import SHM_PREFIX, TritonServer, clean_stale, stale_shm_prefixes

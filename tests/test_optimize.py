@@ -9,7 +9,7 @@ import squeezetime
 from squeezetime import ops
 from squeezetime.optimize import OptimizedSqueezeTime
 
-from conftest import (GOLDEN_CENTRED_REL_L2, GOLDEN_REL_L2, REFERENCE, centred_relative_l2, reference_cases,
+from support.reference import (GOLDEN_CENTRED_REL_L2, GOLDEN_REL_L2, REFERENCE, centred_relative_l2, reference_cases,
                       relative_l2)
 
 # bfloat16 (8-bit mantissa) through a 50-layer network: relative L2 of the logits vs float64. Measured
@@ -206,7 +206,7 @@ def test_bench_command_writes_json_and_png(tmp_path):
 
 
 def test_network_input_micro_benchmark_times_both_ways_to_the_stem_input():
-    from squeezetime.cli.bench import network_input_benchmark
+    from squeezetime.bench.operators import network_input_benchmark
 
     clip = torch.randint(0, 256, (1, 16, 32, 32, 3), dtype=torch.uint8)
     result = network_input_benchmark(clip, reps=3)

@@ -11,8 +11,6 @@ import numpy as np
 import pytest
 
 import squeezetime
-from _torchserve_support import torchserve  # noqa: F401
-from test_triton_server import served_model, triton  # noqa: F401
 
 pytestmark = pytest.mark.timeout(900)
 ATOL = 1e-5
@@ -28,7 +26,7 @@ def cli_predictions(paths: list[str], views: str) -> dict[str, list[tuple[str, f
 
 
 @pytest.mark.parametrize("views", ["1x1", "10x3"])
-def test_every_path_gives_the_same_numbers(views, demo_videos, triton, torchserve):  # noqa: F811
+def test_every_path_gives_the_same_numbers(views, demo_videos, triton, torchserve):
     from squeezetime.serving.torchserve.client import RestClient
     from squeezetime.triton import TritonClient
 

@@ -9,9 +9,6 @@ import struct
 import numpy as np
 import pytest
 
-from _torchserve_support import torchserve  # noqa: F401
-from test_triton_server import served_model, triton  # noqa: F401
-
 from squeezetime.serving import perf_analyzer as pa
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]  # runs perf_analyzer benchmarks
@@ -102,7 +99,7 @@ def test_bench_perf_writes_its_report(binary, tmp_path, served_model):
     assert (tmp_path / "bench_perf.png").stat().st_size > 10_000
 
 
-def test_budget_benchmark_floods_from_other_processes(triton):  # noqa: F811
+def test_budget_benchmark_floods_from_other_processes(triton):
     """bench-perf's budget row: two client processes send 8K videos back to back, each refused on a limit (this
     test server's max_video_bytes is 1 MB; bench-perf's default server refuses on max_pixels), while this
     process times a cheap video; both processes end."""

@@ -170,7 +170,7 @@ def test_triton_repository_serves_the_artifact(quantized, tmp_path, demo_videos)
     from google.protobuf.json_format import MessageToDict
 
     from squeezetime.serving.triton import parse_config, write_repository
-    from squeezetime.serving.triton.backend import ClipModel
+    from squeezetime.serving.triton.clip_model import ClipModel
 
     repo = write_repository(tmp_path / "repo", checkpoint=quantized[3])
     version = repo / "squeezetime" / "1"
@@ -188,7 +188,7 @@ def test_triton_repository_serves_the_artifact(quantized, tmp_path, demo_videos)
 
 
 def test_torchserve_archive_serves_the_artifact(quantized, tmp_path, demo_videos):
-    from _torchserve_support import require_torchserve
+    from support.torchserve import require_torchserve
 
     require_torchserve()
     from ts.context import Context, RequestProcessor
@@ -223,7 +223,7 @@ def test_a_checkpoint_is_not_taken_for_an_artifact(tmp_path):
 
 def test_a_real_tritonserver_serves_the_artifact(quantized, tmp_path, demo_videos):
     """The one real-server check: tritonserver's python backend (its own venv) loads the artifact."""
-    from _triton_support import require_tritonserver, running
+    from support.triton import require_tritonserver, running
 
     require_tritonserver()
     from squeezetime.serving.triton import RepoOptions, TritonServer, write_repository

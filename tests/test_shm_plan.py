@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from _triton_support import model_for_tests, require_tritonserver
+from support.triton import model_for_tests, require_tritonserver
 
 from squeezetime.serving.triton import RepoOptions, TritonServer, TritonServerError, write_repository
 from squeezetime.serving.triton.shm import MiB, ShmPlan, plan

@@ -307,7 +307,7 @@ def test_cli_errors(capsys, tmp_path):
 # -- Triton: squeezetime_timeline streams the windows over gRPC ------------------------------------------------
 @pytest.fixture(scope="module")
 def triton(tmp_path_factory):
-    from _triton_support import model_for_tests, require_tritonserver, running
+    from support.triton import model_for_tests, require_tritonserver, running
 
     from squeezetime.serving.triton import RepoOptions, TritonServer, write_repository
 
@@ -333,7 +333,7 @@ def cancelled_count(metrics_url: str) -> float:
 
 
 def test_triton_streams_the_same_windows_as_classifier_timeline(triton, path_video, capsys):
-    from _triton_support import model_for_tests
+    from support.triton import model_for_tests
 
     from squeezetime.triton import TritonClient
 

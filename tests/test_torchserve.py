@@ -1,6 +1,6 @@
 """A real TorchServe 0.12 serving the demo model's .mar on loopback: REST, gRPC, batching, bad inputs, 413.
 
-One server for the module (the ``torchserve`` fixture of _torchserve_support: own temp dirs, free ports,
+One server for the module (the ``torchserve`` fixture of conftest.py: own temp dirs, free ports,
 READY workers, always stopped). Speed is never asserted.
 """
 from __future__ import annotations
@@ -15,21 +15,21 @@ import numpy as np
 import pytest
 
 import squeezetime
-from _torchserve_support import BATCH_SIZE, concurrently, grpc_stub_dir, post_headers_only, torchserve  # noqa: F401
+from support.torchserve import BATCH_SIZE, concurrently, post_headers_only
 
 pytestmark = pytest.mark.timeout(600)
 ATOL = 1e-4  # same float32 model; only the batch composition differs
 
 
 @pytest.fixture(scope="module")
-def rest(torchserve):  # noqa: F811
+def rest(torchserve):
     from squeezetime.serving.torchserve.client import RestClient
 
     return RestClient(torchserve.inference_url)
 
 
 @pytest.fixture(scope="module")
-def grpc_client(torchserve, grpc_stub_dir):  # noqa: F811
+def grpc_client(torchserve, grpc_stub_dir):
     from squeezetime.serving.torchserve.client import GrpcClient
 
     with GrpcClient(torchserve.grpc_address, stub_dir=grpc_stub_dir) as client:
@@ -47,7 +47,7 @@ def one_per_class(demo_videos):
 
 
 @pytest.fixture(scope="module")
-def worker_pid(torchserve):  # noqa: F811
+def worker_pid(torchserve):
     return worker_pids(torchserve)
 
 
@@ -71,7 +71,7 @@ def npy(array) -> bytes:
     return buf.getvalue()
 
 
-def test_rest_demo_videos_match_in_process(torchserve, rest, demo_videos, demo_model, worker_pid):  # noqa: F811
+def test_rest_demo_videos_match_in_process(torchserve, rest, demo_videos, demo_model, worker_pid):
     assert worker_pid, "no READY worker"
     for path, truth in demo_videos:
         served = rest.predict(path, topk=8)
@@ -95,7 +95,7 @@ def test_ten_by_three_views_and_topk(rest, grpc_client, one_per_class, demo_mode
     assert expected[0][0] == truth
 
 
-def test_npy_clips_json_and_multipart(torchserve, rest, one_per_class, demo_model):  # noqa: F811
+def test_npy_clips_json_and_multipart(torchserve, rest, one_per_class, demo_model):
     import base64
 
     path, truth = one_per_class[1]
@@ -128,7 +128,7 @@ def assert_batches_add_up(batch_sizes: list[int]) -> None:
     assert all(batch_sizes.count(k) % k == 0 for k in set(batch_sizes)), batch_sizes
 
 
-def test_eight_concurrent_requests_are_answered_in_batches(torchserve, rest, demo_videos, demo_model):  # noqa: F811
+def test_eight_concurrent_requests_are_answered_in_batches(torchserve, rest, demo_videos, demo_model):
     videos = demo_videos[:8]
     log = Path(torchserve.log_dir) / "model_log.log"
 
@@ -152,7 +152,7 @@ def test_eight_concurrent_requests_are_answered_in_batches(torchserve, rest, dem
     assert logged_requests() >= before + 8  # (>=: an earlier test's line may be flushed meanwhile)
 
 
-def test_logs_are_sized_for_serving(torchserve, rest, one_per_class):  # noqa: F811
+def test_logs_are_sized_for_serving(torchserve, rest, one_per_class):
     """The packaged log4j2.xml is in force: per-request DEBUG chatter (TorchServe's default, ~30 lines a request,
     copied to stdout) is off; one access-log line per request and the worker's batch line stay."""
     logs = Path(torchserve.log_dir)
@@ -223,7 +223,7 @@ def test_grpc_bad_input(grpc_client):
     assert err.value.status == 400 and "not a readable video" in err.value.message
 
 
-def test_oversized_upload_is_413(torchserve, rest):  # noqa: F811
+def test_oversized_upload_is_413(torchserve, rest):
     from squeezetime.serving.torchserve.server import DEFAULT_MAX_REQUEST_SIZE
 
     limit = torchserve.extra["max_request_size"]
@@ -236,7 +236,7 @@ def test_oversized_upload_is_413(torchserve, rest):  # noqa: F811
     assert status == 100, line  # under the limit the server asks for the body
 
 
-def test_server_healthy_after_everything(torchserve, rest, grpc_client, one_per_class, worker_pid):  # noqa: F811
+def test_server_healthy_after_everything(torchserve, rest, grpc_client, one_per_class, worker_pid):
     assert rest.health() == "Healthy"
     assert grpc_client.health() == "Healthy"
     assert worker_pids(torchserve) == worker_pid, "the worker was restarted"
@@ -244,7 +244,7 @@ def test_server_healthy_after_everything(torchserve, rest, grpc_client, one_per_
     assert rest.predict(path, topk=1)[0]["label"] == truth
 
 
-def test_token_authorisation_for_production(tmp_path, one_per_class, grpc_stub_dir):  # noqa: F811
+def test_token_authorisation_for_production(tmp_path, one_per_class, grpc_stub_dir):
     """With token auth on (the production setting), requests without the inference key are refused over
     REST and gRPC, and the key from key_file.json is accepted."""
     from squeezetime.serving.torchserve import server

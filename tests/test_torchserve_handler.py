@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import squeezetime
-from _torchserve_support import require_torchserve
+from support.torchserve import require_torchserve
 
 
 class Metrics:

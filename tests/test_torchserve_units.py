@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _torchserve_support import require_torchserve
+from support.torchserve import require_torchserve
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,7 +12,7 @@ import pytest
 
 import squeezetime
 
-from _triton_support import model_for_tests
+from support.triton import model_for_tests
 
 from squeezetime.serving.triton import RepoOptions, parse_config, write_repository
 from squeezetime.serving.triton.repository import template_dir

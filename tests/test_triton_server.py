@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from _triton_support import (MAX_VIDEO_BYTES, model_for_tests, require_tritonserver, running, server_processes,
-                             shm_regions, video_inputs)
+from support.triton import MAX_VIDEO_BYTES, require_tritonserver, server_processes, shm_regions, video_inputs
 
 import squeezetime
 from squeezetime.predict import label_names
@@ -29,26 +28,8 @@ ATOL = 1e-5
 RTOL = 1e-4
 
 
-@pytest.fixture(scope="session")
-def served_model():
-    return model_for_tests()
-
-
-@pytest.fixture(scope="session")
-def triton(tmp_path_factory, served_model):
-    """A real tritonserver on free loopback ports serving the test model; always stopped, shm removed."""
-    require_tritonserver()
-    from squeezetime.serving.triton import RepoOptions, TritonServer, write_repository
-
-    repo = write_repository(tmp_path_factory.mktemp("triton_repo"), served_model,
-                            options=RepoOptions(max_batch_size=8, max_queue_delay_us=20000,
-                                                max_video_bytes=MAX_VIDEO_BYTES, num_threads=2))
-    with running(TritonServer(repo, start_timeout=240)) as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def client(triton):
+@pytest.fixture(scope="module")
+def client(triton):  # triton, served_model: tests/conftest.py
     from squeezetime.triton import TritonClient
 
     with TritonClient(triton.grpc_url, timeout=120) as c:

@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from _torchserve_support import require_torchserve
-from _triton_support import model_for_tests, require_tritonserver
+from support.torchserve import require_torchserve
+from support.triton import model_for_tests, require_tritonserver
 
 pytestmark = pytest.mark.timeout(600)
 REQUESTS = 10

@@ -1,4 +1,5 @@
-"""Helpers of the Triton tests: the model they serve, a real tritonserver, process/shm checks."""
+"""Helpers of the Triton tests: the model they serve, a real tritonserver (``running``; the shared ``triton``
+fixture in conftest.py uses it), process/shm checks, raw video requests."""
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,5 @@
-"""Fixtures for the TorchServe tests: a real server on free loopback ports with its own directories."""
+"""Helpers of the TorchServe tests: the settings of the test server (started by the ``torchserve`` fixture in
+conftest.py), the install check, concurrent calls and a headers-only upload."""
 from __future__ import annotations
 
 import shutil
@@ -21,35 +22,6 @@ def require_torchserve() -> None:
                     "requirements/main/torchserve.txt")
     if shutil.which("java") is None:
         pytest.fail("TorchServe needs Java 17 on PATH (apt-get install openjdk-17-jre-headless)")
-
-
-@pytest.fixture(scope="session")
-def torchserve(tmp_path_factory):
-    """The demo model archived and served; yields ServerInfo; always stopped (whole process group)."""
-    require_torchserve()
-    from squeezetime.serving.torchserve import server
-    from squeezetime.serving.torchserve.archive import ArchiveOptions, build_archive
-
-    base = tmp_path_factory.mktemp("torchserve")
-    store = base / "model_store"
-    build_archive(store, options=ArchiveOptions(batch_size=BATCH_SIZE, max_batch_delay_ms=MAX_BATCH_DELAY_MS,
-                                                workers=1, threads=2))
-    run_dir = base / "run"
-    info = None
-    try:
-        info = server.start(store, run_dir=run_dir, ports=server.free_ports(), timeout=240)
-        yield info
-    finally:
-        server.stop(run_dir, timeout=60)
-
-
-@pytest.fixture(scope="session")
-def grpc_stub_dir(tmp_path_factory):
-    """Stubs generated at test time from the protos inside TorchServe's jar (never committed)."""
-    require_torchserve()
-    from squeezetime.serving.torchserve.grpc_stubs import generate
-
-    return generate(tmp_path_factory.mktemp("torchserve_grpc"))
 
 
 def concurrently(fns, timeout: float = 300.0) -> list:

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 import squeezetime
-from conftest import GOLDEN_CENTRED_REL_L2, GOLDEN_REL_L2, REFERENCE, ROOT, centred_relative_l2, relative_l2
+from support.reference import GOLDEN_CENTRED_REL_L2, GOLDEN_REL_L2, REFERENCE, ROOT, centred_relative_l2, relative_l2
 
 GOLDEN_CASE = "k400_w025_224"
 # Reduced precision against the float64 golden logits (stated in docs/export.md): relative L2 of the logits.
