@@ -5,7 +5,8 @@ import torch
 import squeezetime
 from squeezetime.models.checkpoint import load_checkpoint
 
-from support.reference import GOLDEN_CENTRED_REL_L2, GOLDEN_REL_L2, REFERENCE, centred_relative_l2, reference_cases, relative_l2
+from support.reference import (GOLDEN_CENTRED_REL_L2, GOLDEN_REL_L2, REFERENCE, centred_relative_l2,
+                               reference_cases, relative_l2)
 
 
 def read_manifest(arch: str) -> dict[str, tuple[tuple[int, ...], str]]:

@@ -9,8 +9,8 @@ import squeezetime
 from squeezetime import ops
 from squeezetime.optimize import OptimizedSqueezeTime
 
-from support.reference import (GOLDEN_CENTRED_REL_L2, GOLDEN_REL_L2, REFERENCE, centred_relative_l2, reference_cases,
-                      relative_l2)
+from support.reference import (GOLDEN_CENTRED_REL_L2, GOLDEN_REL_L2, REFERENCE, centred_relative_l2,
+                               reference_cases, relative_l2)
 
 # bfloat16 (8-bit mantissa) through a 50-layer network: relative L2 of the logits vs float64. Measured
 # 3.1e-3 to 3.6e-3 on the public cases; 2e-2 leaves margin and still rejects real mistakes (those move

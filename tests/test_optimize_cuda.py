@@ -6,7 +6,8 @@ import torch
 import squeezetime
 from squeezetime import ops
 
-from support.reference import GOLDEN_CENTRED_REL_L2, GOLDEN_REL_L2, REFERENCE, centred_relative_l2, reference_cases, relative_l2
+from support.reference import (GOLDEN_CENTRED_REL_L2, GOLDEN_REL_L2, REFERENCE, centred_relative_l2,
+                               reference_cases, relative_l2)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU (run scripts/gpu_check.sh on one)")
 
