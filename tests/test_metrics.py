@@ -52,29 +52,83 @@ def wait_until(url: str, condition, timeout: float = 60.0):
 
 
 # -- the names, once -----------------------------------------------------------------------------------------------
-def test_rejection_reasons_of_the_errors_a_server_answers():
-    from squeezetime.errors import InputError, VideoError
-    from squeezetime.serving.metrics import REASONS, rejection_reason
-    from squeezetime.serving.requests import RequestError, RequestLimits, check_video_size
-    from squeezetime.video import BudgetError, DecodeBudget
-    from squeezetime.video.decode import DecodeCancelled
+def _refusal_raised(call):
+    from squeezetime.errors import refusal_of
 
-    with pytest.raises(RequestError) as too_large:
-        check_video_size(10, RequestLimits(max_video_bytes=5))
-    cases = {
-        too_large.value: "too_large",
-        BudgetError("x: frames of 9000x9000 are over the limit (setting max_pixels)"): "over_budget",
-        BudgetError("x: decoding took over 1 s (setting max_decode_seconds)"): "over_budget",
-        BudgetError("x: a still image (png_pipe), not a video (setting allow_still_images)"): "still_image",
-        VideoError("x: not a readable video"): "undecodable",
-        RequestError("unknown views"): "invalid_request",
-        InputError("bad clip shape"): "invalid_request",
-        DecodeCancelled("stopped"): "cancelled",
-        RuntimeError("boom"): "internal",
-    }
-    for error, reason in cases.items():
-        assert rejection_reason(error) == reason, error
-        assert reason in REASONS
+    try:
+        call()
+    except Exception as e:  # noqa: BLE001 - the error under test
+        return refusal_of(e), e
+    raise AssertionError(f"{call} raised nothing")
+
+
+def test_every_refusal_is_typed_by_the_code_that_raises_it():
+    """Each refusal reason comes from the type of the error the real code raises (decoding, budgets, request
+    checks, cancellation), not from its message."""
+    from squeezetime import Classifier, DataConfig
+    from squeezetime.errors import Refusal
+    from squeezetime.serving.requests import RequestLimits, check_video_size, parse_stride, parse_topk
+    from squeezetime.synthetic.generator import encode_video
+    from squeezetime.video import DecodeBudget
+
+    moving = np.zeros((40, 64, 96, 3), np.uint8)
+    for t in range(len(moving)):
+        moving[t, :, t % 8::8] = 255
+    video = encode_video(moving, "mp4")
+    still = encode_video(np.full((40, 64, 96, 3), 90, np.uint8), "mp4")
+
+    def clips(data, budget=DecodeBudget(), should_stop=None):
+        decoder = Classifier(None, DataConfig(), [f"c{i}" for i in range(400)], budget=budget)
+        return lambda: decoder.clips(data, "1x1", should_stop=should_stop)
+
+    cases = [
+        (lambda: check_video_size(10, RequestLimits(max_video_bytes=5)), Refusal.TOO_LARGE),
+        (clips(video, DecodeBudget(max_pixels=32 * 32)), Refusal.OVER_BUDGET),
+        (clips(video, DecodeBudget(max_decoded_frames=3)), Refusal.OVER_BUDGET),
+        (clips(still), Refusal.STILL_IMAGE),
+        (clips(b"\x00garbage" * 100), Refusal.UNDECODABLE),
+        (clips(video, should_stop=lambda: True), Refusal.CANCELLED),
+        (lambda: parse_topk("many", 5), Refusal.INVALID_REQUEST),
+        (lambda: parse_stride(b"-1", 1.0), Refusal.INVALID_REQUEST),
+    ]
+    for call, expected in cases:
+        refusal, error = _refusal_raised(call)
+        assert refusal is expected, (expected, type(error).__name__, error)
+    assert {expected for _, expected in cases} | {Refusal.OVERLOADED, Refusal.INTERNAL} == set(Refusal)
+
+
+def test_a_refusal_never_comes_from_message_text():
+    from squeezetime.errors import (BudgetError, OverloadedError, Refusal, StillImageError, VideoError,
+                                    refusal_of)
+    from squeezetime.serving import metrics as m
+
+    misleading = "over max_video_bytes (setting allow_still_images), cancelled"
+    assert refusal_of(VideoError(misleading)) is Refusal.UNDECODABLE
+    assert refusal_of(BudgetError(misleading)) is Refusal.OVER_BUDGET
+    assert refusal_of(StillImageError("x")) is Refusal.STILL_IMAGE
+    assert refusal_of(OverloadedError("x")) is Refusal.OVERLOADED
+    assert refusal_of(RuntimeError(misleading)) is Refusal.INTERNAL
+    # the metric label set is exactly the refusals, and a recorder takes nothing else
+    assert set(m.REASONS) == set(Refusal)
+    with pytest.raises(TypeError):
+        m.check_reason("too_large")
+    assert m.check_reason(Refusal.TOO_LARGE) == "too_large"
+
+
+def test_every_rejection_recorded_in_the_package_is_a_refusal_of_an_error():
+    """No ``.rejected(...)`` call in squeezetime/ passes a literal: each passes a Refusal read from an error."""
+    import ast
+
+    calls = []
+    for path in (ROOT / "squeezetime").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "rejected":
+                calls.append((path.name, node))
+    assert calls, "the servers record rejections"
+    literal = [(name, node.lineno) for name, node in calls
+               if any(isinstance(a, ast.Constant) or (isinstance(a, ast.Attribute) and a.attr.isupper())
+                      for a in node.args)]
+    assert literal == []
 
 
 def test_torchserve_metrics_yaml_declares_the_shared_metrics():

@@ -18,7 +18,7 @@ from squeezetime.video import BudgetError, DecodeBudget
 from squeezetime.video.decode import DecodeCancelled, VideoReader, decode_frames, stop_when
 from squeezetime.video.generate import make_test_video
 from squeezetime.video.sampling import sample_frame_indices
-from squeezetime.video.views import _resize_short_side_float, _sample_clips_full_decode, resize_short_side
+from squeezetime.video.views import _resize_short_side_float, sample_clips_full_decode, resize_short_side
 
 X265 = {"x265-params": "log-level=error"}
 VP9 = {"deadline": "realtime", "cpu-used": "8"}
@@ -82,7 +82,7 @@ def test_sampled_clips_equal_the_linear_decode_resized():
     assert np.array_equal(clips[2], np.stack([resized[i][top:top + 224, left:left + 224] for i in indices[0]]))
     # against the pipeline before issue 13 (every frame decoded, float resize): within one level
     short = make_test_video(None, codec="libx264", gop=50, bframes=3, frames=100, width=320, height=240)
-    before, after = _sample_clips_full_decode(short, "1x1"), squeezetime.sample_clips(short, "1x1")
+    before, after = sample_clips_full_decode(short, "1x1"), squeezetime.sample_clips(short, "1x1")
     assert before.shape == after.shape
     assert np.abs(before.astype(int) - after.astype(int)).max() <= 1
 

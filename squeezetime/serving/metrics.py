@@ -7,7 +7,8 @@ Each adapter records into its server's own metrics endpoint (Triton: ``pb_utils.
 
 - ``squeezetime_stage_seconds`` (histogram): seconds per request and stage (``STAGES``);
 - ``squeezetime_requests_total`` (counter): requests that reached the model (good and rejected);
-- ``squeezetime_rejections_total`` (counter): requests answered with an error, by ``reason`` (``REASONS``);
+- ``squeezetime_rejections_total`` (counter): requests answered with an error, by ``reason``: the refused error's
+  own ``squeezetime.errors.Refusal`` (``refusal_of``), described in ``REASONS``;
 - ``squeezetime_clips_total`` (counter): clips the network scored.
 
 The servers' own metrics complement these: Triton's ``nv_inference_queue_duration_us`` (time in its scheduler
@@ -18,8 +19,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 
-from ..errors import InputError, SqueezeTimeError, VideoError
-from ..video.decode import BudgetError, DecodeCancelled
+from ..errors import Refusal
 
 STAGE_SECONDS = "squeezetime_stage_seconds"
 REQUESTS = "squeezetime_requests_total"
@@ -35,15 +35,15 @@ STAGES = {
     "total": "from the request reaching the model to its response",
 }
 REASONS = {
-    "invalid_request": "a field is missing, malformed or out of range (views, top-k, clip shape...)",
-    "too_large": "the upload is over the size limit (max_video_bytes)",
-    "over_budget": "the video is over the decode budget (header: max_pixels, max_frames, max_duration, "
-                   "max_pixel_rate; work: max_decoded_frames, max_decode_seconds)",
-    "still_image": "an image file, not a video (allow_still_images)",
-    "undecodable": "not a readable video (garbage, truncated, no video stream)",
-    "cancelled": "the client cancelled the request or gave up waiting",
-    "overloaded": "no room for another request in the model",
-    "internal": "a failure on the server's side",
+    Refusal.INVALID_REQUEST: "a field is missing, malformed or out of range (views, top-k, clip shape...)",
+    Refusal.TOO_LARGE: "the upload is over the size limit (max_video_bytes)",
+    Refusal.OVER_BUDGET: "the video is over the decode budget (header: max_pixels, max_frames, max_duration, "
+                         "max_pixel_rate; work: max_decoded_frames, max_decode_seconds)",
+    Refusal.STILL_IMAGE: "an image file, not a video (allow_still_images)",
+    Refusal.UNDECODABLE: "not a readable video (garbage, truncated, no video stream)",
+    Refusal.CANCELLED: "the client cancelled the request or gave up waiting",
+    Refusal.OVERLOADED: "no room for another request in the model",
+    Refusal.INTERNAL: "a failure on the server's side",
 }
 # Seconds. TorchServe's Prometheus histograms use the client library's default buckets (0.005 .. 10 s).
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -56,22 +56,6 @@ DESCRIPTIONS = {
 }
 
 
-def rejection_reason(error: BaseException) -> str:
-    """The ``REASONS`` key of an error a request was answered with."""
-    text = str(error)
-    if isinstance(error, DecodeCancelled):
-        return "cancelled"
-    if isinstance(error, BudgetError):
-        return "still_image" if "allow_still_images" in text else "over_budget"
-    if "max_video_bytes" in text:
-        return "too_large"
-    if isinstance(error, VideoError):
-        return "undecodable"
-    if isinstance(error, (InputError, SqueezeTimeError)):
-        return "invalid_request"
-    return "internal"
-
-
 class Recorder:
     """What an adapter records; this base records nothing (unit tests, a server without metrics)."""
 
@@ -81,7 +65,7 @@ class Recorder:
     def request(self, count: int = 1) -> None:
         pass
 
-    def rejected(self, reason: str) -> None:
+    def rejected(self, reason: Refusal) -> None:
         pass
 
     def clips(self, count: int) -> None:
@@ -103,11 +87,29 @@ def check_stage(stage: str) -> str:
     return stage
 
 
-def check_reason(reason: str) -> str:
-    if reason not in REASONS:
-        raise ValueError(f"unknown rejection reason {reason!r}; reasons are {list(REASONS)}")
-    return reason
+def check_reason(reason: Refusal) -> str:
+    """The metric label of a refusal. Only a ``Refusal`` is accepted: a reason is the refused error's type
+    (``refusal_of``), never a string made up at the call site."""
+    if not isinstance(reason, Refusal):
+        raise TypeError(f"a rejection reason is a squeezetime.errors.Refusal, got {reason!r}")
+    return reason.value
+
+
+class Stopwatch:
+    """Seconds spent inside ``with stopwatch.running():`` blocks, summed (e.g. the decode inside reading a
+    request, so that the rest of reading it is timed apart)."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    @contextmanager
+    def running(self):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds += time.perf_counter() - start
 
 
 __all__ = ["BUCKETS", "CLIPS", "DESCRIPTIONS", "REASONS", "REJECTIONS", "REQUESTS", "Recorder", "STAGES",
-           "STAGE_SECONDS", "check_reason", "check_stage", "rejection_reason"]
+           "STAGE_SECONDS", "Stopwatch", "check_reason", "check_stage"]

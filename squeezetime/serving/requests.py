@@ -1,19 +1,23 @@
 """What a client may ask of a server, checked once for every transport (Triton, TorchServe).
 
 Transports take their fields apart (gRPC tensors, HTTP headers, multipart parts, JSON) and hand the values
-here: views, top-k, clip arrays, video sizes. Every refusal is a ``RequestError`` whose message is plain
-ASCII (client text is echoed with escapes, never raw), safe in an HTTP status line or a gRPC status.
+here: views, top-k, strides, clip arrays, video sizes. Every refusal is a ``RequestError`` (``TooLargeError`` for
+an upload over the size limit) whose message is plain ASCII (client text is echoed with escapes, never raw), safe
+in an HTTP status line or a gRPC status; its type carries the refusal reason (``squeezetime.errors.Refusal``).
 """
 from __future__ import annotations
 
+import math
 import re
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..classifier import Classifier
-from ..errors import InputError, SqueezeTimeError, VideoError
+from ..errors import InputError, Refusal, SqueezeTimeError, VideoError
 from ..video import DecodeBudget
+from .metrics import Stopwatch
 
 DEFAULT_MAX_VIDEO_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_CLIPS = 30
@@ -23,6 +27,11 @@ _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 
 class RequestError(InputError):
     """A request the server refuses (HTTP 400, gRPC INVALID_ARGUMENT); the message says why."""
+
+
+class VideoTooLarge(RequestError):
+    """An upload over the server's ``max_video_bytes``."""
+    refusal = Refusal.TOO_LARGE
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,21 @@ def parse_topk(value, default: int, field: str = "topk") -> int:
     return k
 
 
+def parse_stride(value, default: float, field: str = "STRIDE") -> float:
+    """Seconds between timeline windows: a finite number > 0, as a number or text; ``None`` -> ``default``."""
+    if value is None:
+        return default
+    if isinstance(value, (str, bytes, bytearray, np.bytes_)):
+        value = text_value(value, field)
+    try:
+        stride = float(value)
+    except (TypeError, ValueError):
+        raise RequestError(f"{field} must be a number of seconds") from None
+    if not math.isfinite(stride) or stride <= 0:
+        raise RequestError(f"{field} must be a number of seconds > 0, got {stride}")
+    return stride
+
+
 def check_clip_array(array, classifier: Classifier, limits: RequestLimits) -> np.ndarray:
     """uint8 clips (N, T, crop, crop, 3) or one (T, crop, crop, 3) of the model's shape, 1..max_clips of them."""
     if not isinstance(array, np.ndarray):
@@ -134,17 +158,18 @@ def check_video_size(nbytes: int, limits: RequestLimits, setting: str = "max_vid
     if nbytes == 0:
         raise RequestError("empty video: 0 bytes")
     if nbytes > limits.max_video_bytes:
-        raise RequestError(f"video is {nbytes} bytes, over this server's limit of {limits.max_video_bytes} bytes "
+        raise VideoTooLarge(f"video is {nbytes} bytes, over this server's limit of {limits.max_video_bytes} bytes "
                            f"(setting {setting})")
 
 
 def video_clips(classifier: Classifier, data: bytes, views: str, limits: RequestLimits,
-                should_stop=None) -> np.ndarray:
+                should_stop=None, stopwatch: Stopwatch | None = None) -> np.ndarray:
     """An uploaded video -> its clips; any failure to decode it is the client's (``VideoError``).
-    ``should_stop``: the request's cancellation check (``Classifier.clips``)."""
+    ``should_stop``: the request's cancellation check (``Classifier.clips``); ``stopwatch``: times the decode."""
     check_video_size(len(data), limits)
     try:
-        return classifier.clips(data, views, should_stop=should_stop)
+        with stopwatch.running() if stopwatch is not None else nullcontext():
+            return classifier.clips(data, views, should_stop=should_stop)
     except SqueezeTimeError:
         raise
     except Exception as e:  # noqa: BLE001 - a decoder failure the video layer did not classify
@@ -152,5 +177,5 @@ def video_clips(classifier: Classifier, data: bytes, views: str, limits: Request
 
 
 __all__ = ["BUDGET_SETTINGS", "DEFAULT_MAX_CLIPS", "DEFAULT_MAX_VIDEO_BYTES", "RequestError", "RequestLimits",
-           "ascii_message", "check_clip_array", "check_video_size", "decode_budget", "parse_topk", "parse_views",
-           "setting_flag", "text_value", "video_clips"]
+           "VideoTooLarge", "ascii_message", "check_clip_array", "check_video_size", "decode_budget", "parse_stride",
+           "parse_topk", "parse_views", "setting_flag", "text_value", "video_clips"]

@@ -39,19 +39,11 @@ from typing import Callable, Iterable, Sequence
 import av
 import numpy as np
 
-from ..errors import InputError, SqueezeTimeError, VideoError
+from ..errors import BudgetError, DecodeCancelled, InputError, StillImageError, VideoError
 
 VideoSource = str | os.PathLike | bytes | bytearray | memoryview
 STILL_IMAGE_FORMATS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe", "gif", "gif_pipe",
                        "apng", "jpegxl_pipe", "qoi_pipe", "pam_pipe", "ppm_pipe", "pgm_pipe", "psd_pipe", "svg_pipe"}
-
-
-class BudgetError(VideoError):
-    """A video over a decode budget (too many pixels, frames or seconds) or a still image."""
-
-
-class DecodeCancelled(SqueezeTimeError):
-    """Decoding was stopped because the caller's ``should_stop`` said so (e.g. the request was cancelled)."""
 
 
 # The caller's "stop now?" check of the decode running in this thread (``stop_when``); None: never stop.
@@ -197,7 +189,7 @@ class DecodeMeter:
 DEFAULT_BUDGET = DecodeBudget()
 
 
-def _open(source: VideoSource, budget: DecodeBudget = DEFAULT_BUDGET):
+def open_video(source: VideoSource, budget: DecodeBudget = DEFAULT_BUDGET):
     name = "<bytes>"
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
@@ -215,13 +207,13 @@ def _open(source: VideoSource, budget: DecodeBudget = DEFAULT_BUDGET):
     try:
         container = av.open(stream, mode="r")
     except (av.FFmpegError, ValueError, OSError) as e:
-        raise VideoError(f"{name}: not a readable video ({_reason(e)})") from e
+        raise VideoError(f"{name}: not a readable video ({error_reason(e)})") from e
     if not container.streams.video:
         container.close()
         raise VideoError(f"{name}: no video stream (audio-only or data file)")
     try:
         if not budget.allow_still_images and container.format.name in STILL_IMAGE_FORMATS:
-            raise BudgetError(f"{name}: a still image ({container.format.name}), not a video "
+            raise StillImageError(f"{name}: a still image ({container.format.name}), not a video "
                               "(setting allow_still_images)")
         budget.check_header(name, Header.of(container))  # the probed values; decoded frames are checked too
     except BaseException:
@@ -248,14 +240,14 @@ def _check_header(stream, name: str, budget: DecodeBudget) -> None:
         budget.check_header(name, header)
 
 
-def _reason(e: Exception) -> str:
+def error_reason(e: Exception) -> str:
     text = (getattr(e, "strerror", None) or str(e)).strip()
     return text.splitlines()[0] if text else type(e).__name__
 
 
 def count_frames(source: VideoSource, budget: DecodeBudget = DEFAULT_BUDGET) -> int:
     """Number of video frames, counted from the demuxed packets (no decoding), within ``budget``."""
-    container, name = _open(source, budget)
+    container, name = open_video(source, budget)
     meter = DecodeMeter(budget, name)
     count = 0
     try:
@@ -268,7 +260,7 @@ def count_frames(source: VideoSource, budget: DecodeBudget = DEFAULT_BUDGET) -> 
         budget.check_frames(name, count)
         return count
     except av.FFmpegError as e:
-        raise VideoError(f"{name}: corrupt or truncated video ({_reason(e)})") from e
+        raise VideoError(f"{name}: corrupt or truncated video ({error_reason(e)})") from e
     finally:
         container.close()
 
@@ -285,7 +277,7 @@ def decode_frames(source: VideoSource, wanted: Iterable[int] | None = None,
     whole-video decode), not ``max_decoded_frames``.
     """
     keep = None if wanted is None else set(int(i) for i in wanted)
-    container, name = _open(source, budget)
+    container, name = open_video(source, budget)
     meter = meter or DecodeMeter(budget, name, max_decoded_frames=budget.max_frames)
     frames: dict[int, np.ndarray] = {}
     index = 0
@@ -300,7 +292,7 @@ def decode_frames(source: VideoSource, wanted: Iterable[int] | None = None,
                 frames[index] = transform(rgb) if transform else rgb
             index += 1
     except av.FFmpegError as e:
-        raise VideoError(f"{name}: corrupt or truncated video after {index} frames ({_reason(e)})") from e
+        raise VideoError(f"{name}: corrupt or truncated video after {index} frames ({error_reason(e)})") from e
     finally:
         container.close()
     if index == 0:
@@ -405,7 +397,7 @@ class VideoReader:
 
     def __init__(self, source: VideoSource, budget: DecodeBudget = DEFAULT_BUDGET, meter: DecodeMeter | None = None):
         self.source, self.budget = source, budget
-        self.container, self.name = _open(source, budget)
+        self.container, self.name = open_video(source, budget)
         self.meter = meter or DecodeMeter(budget, self.name)
         try:
             self.stream = self.container.streams.video[0]
@@ -413,7 +405,7 @@ class VideoReader:
             self.table = self._frame_table()
         except av.FFmpegError as e:
             self.close()
-            raise VideoError(f"{self.name}: corrupt or truncated video ({_reason(e)})") from e
+            raise VideoError(f"{self.name}: corrupt or truncated video ({error_reason(e)})") from e
         except BaseException:
             self.close()
             raise
@@ -422,7 +414,7 @@ class VideoReader:
             raise VideoError(f"{self.name}: video stream has no frames")
         if self.table.count == 1 and not budget.allow_still_images:
             self.close()
-            raise BudgetError(f"{self.name}: a still image (a video of one frame), not a video "
+            raise StillImageError(f"{self.name}: a still image (a video of one frame), not a video "
                               "(setting allow_still_images)")
         self.linear = self.table.pts is None  # set when the table proves unreliable while decoding
 
@@ -552,7 +544,7 @@ class VideoReader:
                             return position, i
         except av.FFmpegError as e:
             raise VideoError(f"{self.name}: corrupt or truncated video near frame {position + 1} "
-                             f"({_reason(e)})") from e
+                             f"({error_reason(e)})") from e
         raise _Unreliable  # the stream ended before a frame the table promised
 
     def _index_of(self, pts) -> int:
@@ -569,7 +561,7 @@ class VideoReader:
             return
         first = next(iter(frames.values()))
         if not _any_moves(first, frames.values()):
-            raise BudgetError(f"{self.name}: a still image ({self.num_frames} frames, none of the {len(frames)} "
+            raise StillImageError(f"{self.name}: a still image ({self.num_frames} frames, none of the {len(frames)} "
                               f"sampled differs from the first by more than {STILL_TOLERANCE} levels), not a "
                               "video (setting allow_still_images)")
 

@@ -24,8 +24,8 @@ from typing import Callable, Iterator, NamedTuple
 import av
 import numpy as np
 
-from ..errors import InputError, VideoError
-from .decode import DEFAULT_BUDGET, BudgetError, DecodeBudget, DecodeMeter, VideoSource, _open, _reason
+from ..errors import InputError, StillImageError, VideoError
+from .decode import DEFAULT_BUDGET, DecodeBudget, DecodeMeter, VideoSource, error_reason, open_video
 from .views import View, crop_boxes, resize_short_side
 
 FALLBACK_FPS = 25.0      # frame rate assumed when the container gives neither timestamps nor a rate
@@ -67,7 +67,7 @@ def iter_frames(source: VideoSource, short_side: int, keep: Callable[[int, float
     (all when None) come converted to RGB and resized to ``short_side``. Refusals: ``VideoError`` /
     ``BudgetError``; ``DecodeCancelled`` when the thread's ``stop_when`` check says stop."""
     stats = stats if stats is not None else StreamStats()
-    container, name = _open(source, budget)
+    container, name = open_video(source, budget)
     # A timeline's work grows with the video by design: bounded by max_frames (the whole video), not by
     # max_decoded_frames. CPU seconds count this pass only: the clock is read within one resumption (one thread).
     meter = DecodeMeter(budget, name, max_decoded_frames=budget.max_frames)
@@ -98,7 +98,7 @@ def iter_frames(source: VideoSource, short_side: int, keep: Callable[[int, float
             entered = time.perf_counter()
             meter.resume()
     except av.FFmpegError as e:
-        raise VideoError(f"{name}: corrupt or truncated video after {index} frames ({_reason(e)})") from e
+        raise VideoError(f"{name}: corrupt or truncated video after {index} frames ({error_reason(e)})") from e
     finally:
         container.close()
         stats.finished = True
@@ -176,7 +176,7 @@ def window_clips(source: VideoSource, *, stride: float, view: View, clip_len: in
                 del buffer[i]
     total = stats.frames_decoded
     if total == 1 and not budget.allow_still_images:
-        raise BudgetError(f"{_name(source)}: a still image (a video of one frame), not a video "
+        raise StillImageError(f"{_name(source)}: a still image (a video of one frame), not a video "
                           "(setting allow_still_images)")
     if not first_closed and total > 0:  # shorter than one clip span: one window, looped frames
         indices = tuple((j * frame_interval) % total for j in range(clip_len))

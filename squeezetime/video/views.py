@@ -136,8 +136,8 @@ def _assemble(frames: dict[int, np.ndarray], indices: np.ndarray, view: View) ->
     return _crop_clips(frames, indices, view)
 
 
-def _sample_clips_full_decode(video: VideoSource, views: str | View = "1x1", clip_len: int = 16,
-                              frame_interval: int = 4, budget: DecodeBudget = DEFAULT_BUDGET) -> np.ndarray:
+def sample_clips_full_decode(video: VideoSource, views: str | View = "1x1", clip_len: int = 16,
+                             frame_interval: int = 4, budget: DecodeBudget = DEFAULT_BUDGET) -> np.ndarray:
     """``sample_clips`` before issue 13 (two demuxes, every frame decoded, float resize): the benchmark's
     "before"; not used by the pipeline."""
     view = views if isinstance(views, View) else get_view(views)

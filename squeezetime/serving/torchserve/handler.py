@@ -36,11 +36,11 @@ import torch
 from ts.torch_handler.base_handler import BaseHandler
 
 import squeezetime
-from squeezetime.errors import SqueezeTimeError
+from squeezetime.errors import Refusal, SqueezeTimeError, refusal_of
 
 from .. import metrics as m
 from ..devices import require_cuda, warm_up_graphs
-from ..requests import RequestLimits, ascii_message, decode_budget, setting_flag
+from ..requests import RequestError, RequestLimits, ascii_message, decode_budget, setting_flag
 from .archive import LEGACY_OPTIMIZE
 from .inputs import Parsed, parse_request
 
@@ -58,7 +58,7 @@ class Rejected:
     code: int
     message: str
     kind: str
-    reason: str = "invalid_request"  # squeezetime.serving.metrics.REASONS
+    reason: Refusal = Refusal.INVALID_REQUEST
 
 
 @dataclass
@@ -104,11 +104,11 @@ class TorchServeMetrics(m.Recorder):
     def request(self, count: int = 1) -> None:
         self.record(m.REQUESTS, lambda c: c.add_counter(m.REQUESTS, int(count), None, []))
 
-    def rejected(self, reason: str) -> None:
+    def rejected(self, reason: Refusal) -> None:
         from ts.metrics.dimension import Dimension
 
-        m.check_reason(reason)
-        self.record(m.REJECTIONS, lambda c: c.add_counter(m.REJECTIONS, 1, None, [Dimension("reason", reason)]))
+        label = m.check_reason(reason)
+        self.record(m.REJECTIONS, lambda c: c.add_counter(m.REJECTIONS, 1, None, [Dimension("reason", label)]))
 
     def clips(self, count: int) -> None:
         self.record(m.CLIPS, lambda c: c.add_counter(m.CLIPS, int(count), None, []))
@@ -177,25 +177,10 @@ class SqueezeTimeHandler(BaseHandler):
         self.decode_threads = max(1, int(settings["decode_threads"] or 1))
         self.pool = ThreadPoolExecutor(self.decode_threads, thread_name_prefix="squeezetime-decode") \
             if self.decode_threads > 1 else None
-        self._decoding = threading.local()
-        self._time_decodes()
         warm = self.warm_up() if setting_flag(settings["warmup"], True) else "off"
         self.initialized = True
         logger.info("squeezetime %s: %s, %r, settings=%s, warm-up %s", squeezetime.__version__, serialized,
                     self.classifier, settings, warm)
-
-    def _time_decodes(self) -> None:
-        """Measure the decode inside ``parse_request`` apart from the rest of reading a request (per thread)."""
-        clips, local = self.classifier.clips, self._decoding
-
-        def timed_clips(*args, **kwargs):
-            started = time.perf_counter()
-            try:
-                return clips(*args, **kwargs)
-            finally:
-                local.seconds = getattr(local, "seconds", 0.0) + time.perf_counter() - started
-
-        self.classifier.clips = timed_clips
 
     def warm_up(self) -> str:
         """Before the worker reports READY: on a GPU the CUDA graphs of every batch bucket up to
@@ -246,24 +231,22 @@ class SqueezeTimeHandler(BaseHandler):
         preprocess (the rest of reading it) seconds."""
         started = time.perf_counter()
         self.recorder.stage("queue", started - submitted)
-        self._decoding.seconds = 0.0
+        decoding = m.Stopwatch()  # the decode inside reading the request, timed apart
         try:
             return parse_request(request, self.classifier, headers=self._headers(i), limits=self.limits,
                                  default_views=self.settings["default_views"],
-                                 default_topk=int(self.settings["default_topk"]))
-        except SqueezeTimeError as e:
-            reason = m.rejection_reason(e)
-            self.recorder.rejected(reason)
-            return Rejected(400, ascii_message(str(e)), type(e).__name__, reason)
+                                 default_topk=int(self.settings["default_topk"]), stopwatch=decoding)
         except Exception as e:  # noqa: BLE001 -- an unforeseen failure of one request stays its own
-            logger.exception("request %d: unexpected error while reading it", i)
-            self.recorder.rejected("invalid_request")
-            return Rejected(400, ascii_message(f"unreadable request ({type(e).__name__}: {e})"), "RequestError")
+            if not isinstance(e, SqueezeTimeError):
+                logger.exception("request %d: unexpected error while reading it", i)
+                e = RequestError(f"unreadable request ({type(e).__name__}: {e})")
+            refusal = refusal_of(e)
+            self.recorder.rejected(refusal)
+            return Rejected(400, ascii_message(str(e)), type(e).__name__, refusal)
         finally:
-            decode = self._decoding.seconds
-            if decode:
-                self.recorder.stage("decode", decode)
-            self.recorder.stage("preprocess", time.perf_counter() - started - decode)
+            if decoding.seconds:
+                self.recorder.stage("decode", decoding.seconds)
+            self.recorder.stage("preprocess", time.perf_counter() - started - decoding.seconds)
 
     def inference(self, batch: Batch, *args, **kwargs) -> Batch:
         good = batch.good

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...classifier import Classifier
+from ..metrics import Stopwatch
 from ..requests import (RequestError, RequestLimits, check_clip_array, parse_topk, parse_views, text_value,
                         video_clips)
 
@@ -136,8 +137,9 @@ def load_npy_clips(data: bytes, classifier: Classifier, limits: RequestLimits) -
 
 def parse_request(request: dict, classifier: Classifier, *, headers: dict | None = None,
                   limits: RequestLimits = RequestLimits(), default_views: str | None = None,
-                  default_topk: int = 5) -> Parsed:
-    """Validate one request completely (decoding its video) or raise ``RequestError``/``SqueezeTimeError``."""
+                  default_topk: int = 5, stopwatch: Stopwatch | None = None) -> Parsed:
+    """Validate one request completely (decoding its video) or raise ``RequestError``/``SqueezeTimeError``.
+    ``stopwatch`` times the decode."""
     data, options = split_request(request, headers)
     topk = parse_topk(options.get("topk"), default_topk)
     if data is None:
@@ -148,4 +150,4 @@ def parse_request(request: dict, classifier: Classifier, *, headers: dict | None
     views = parse_views(options.get("views"), classifier, default_views)  # also for clips: refuse unknown names
     if data.startswith(NPY_MAGIC):
         return Parsed(load_npy_clips(data, classifier, limits), topk, None, "clips", options)
-    return Parsed(video_clips(classifier, data, views, limits), topk, views, "video", options)
+    return Parsed(video_clips(classifier, data, views, limits, stopwatch=stopwatch), topk, views, "video", options)

@@ -8,12 +8,12 @@ Layout (Triton's conventions)::
     repo/squeezetime/config.pbtxt          python backend, CLIP -> LOGITS, PROBS, dynamic batching
     repo/squeezetime/labels.txt            class names (label_filename of PROBS: Triton's classification extension)
     repo/squeezetime/data_config.json      frames, interval, views, mean/std (squeezetime.DataConfig)
-    repo/squeezetime/1/model.py            -> squeezetime.serving.triton.backend.ClipModel
+    repo/squeezetime/1/model.py            -> squeezetime.serving.triton.clip_model.ClipModel
     repo/squeezetime/1/model.pth           the weights (save_checkpoint format, loaded safely), or
     repo/squeezetime/1/model.int8.zip      an int8 artifact of ``squeezetime quantize`` (--checkpoint FILE)
     repo/squeezetime_video/config.pbtxt    python backend, VIDEO [+ VIEWS, TOPK] -> LABELS, SCORES (BLS)
     repo/squeezetime_video/labels.txt
-    repo/squeezetime_video/1/model.py      -> squeezetime.serving.triton.backend.VideoModel
+    repo/squeezetime_video/1/model.py      -> squeezetime.serving.triton.video_model.VideoModel
     repo/squeezetime_timeline/...          decoupled, VIDEO [+ STRIDE, TOPK] -> one response per window (BLS)
 
 ``kind="gpu"`` (``--kind gpu``) puts ``squeezetime`` and ``squeezetime_video`` in ``KIND_GPU`` instance groups
@@ -42,7 +42,7 @@ from ...errors import InputError
 from ...video import DEFAULT_BUDGET, DecodeBudget
 from ..devices import check_bucket, graph_buckets
 from ..requests import DEFAULT_MAX_VIDEO_BYTES
-from .backend import DATA_CONFIG_FILE, LABELS_FILE
+from .request_model import DATA_CONFIG_FILE, LABELS_FILE
 
 CLIP_MODEL = "squeezetime"
 VIDEO_MODEL = "squeezetime_video"

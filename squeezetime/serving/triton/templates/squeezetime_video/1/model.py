@@ -1,7 +1,7 @@
 """Triton python backend, model "squeezetime_video": VIDEO (encoded file) [+ VIEWS, TOPK] -> LABELS, SCORES.
 
 Decodes and samples on the server, then sends the clips to "squeezetime" through BLS. The code lives in the
-installed package (squeezetime.serving.triton.backend); this file is what Triton loads.
+installed package (squeezetime.serving.triton.video_model); this file is what Triton loads.
 """
 import os
 import sys
@@ -10,4 +10,4 @@ import sys
 if os.environ.get("SQUEEZETIME_PYTHONPATH") and os.environ["SQUEEZETIME_PYTHONPATH"] not in sys.path:
     sys.path.insert(0, os.environ["SQUEEZETIME_PYTHONPATH"])
 
-from squeezetime.serving.triton.backend import VideoModel as TritonPythonModel  # noqa: E402,F401
+from squeezetime.serving.triton.video_model import VideoModel as TritonPythonModel  # noqa: E402,F401
