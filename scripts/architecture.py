@@ -1,5 +1,7 @@
-"""The package's layers, read from its imports: a check that each module imports only its own layer or lower
-ones (tests/test_architecture.py runs it), and the picture in docs/architecture.md (``--png``).
+"""The package's layers, read from its imports: checks that each module imports only its own layer or lower
+ones, that no import circle joins two modules, that no module imports another's ``_private`` name, and that no
+function is longer than ``MAX_FUNCTION_LINES`` (tests/test_architecture.py runs them), and the picture in
+docs/architecture.md (``--png``).
 
     python scripts/architecture.py --png docs/img/architecture.png
 """
@@ -57,18 +59,12 @@ def module_name(path: Path) -> str:
 def imports_of(path: Path) -> list[tuple[str, int]]:
     """(absolute module imported, line) for every import of ``squeezetime`` in the file."""
     name = module_name(path)
-    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found += [(a.name, node.lineno) for a in node.names if a.name.split(".")[0] == "squeezetime"]
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[:len(base) - node.level + 1]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
+            target = _absolute(name, path, node)
             if target.split(".")[0] != "squeezetime":
                 continue
             for alias in node.names:  # `from . import ops` imports the module squeezetime.ops
@@ -94,6 +90,104 @@ def violations() -> list[str]:
         a, b = layer_of(source), layer_of(target)
         if a is not None and b is not None and b > a:
             out.append(f"{source}:{line} imports {target} ({LAYERS[a][0]} -> {LAYERS[b][0]})")
+    return out
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def _resolve(target: str, modules: set[str]) -> str | None:
+    """The module of ours an import target names (``pkg.mod.name`` -> ``pkg.mod``)."""
+    while target and target not in modules:
+        target = target.rpartition(".")[0]
+    return target or None
+
+
+def module_graph() -> dict[str, set[str]]:
+    """Module -> the modules of ours it imports (at the top or inside functions alike)."""
+    modules = {module_name(p) for p in sources()}
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for source, _, target in edges():
+        resolved = _resolve(target, modules)
+        if resolved and resolved != source:
+            graph[source].add(resolved)
+    return graph
+
+
+def circles() -> list[list[str]]:
+    """The import circles: each strongly connected group of two or more modules, sorted (Tarjan)."""
+    graph = module_graph()
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(found)
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def private_imports() -> list[str]:
+    """``module:line imports name from target`` for each ``_private`` name (or module) taken from another module."""
+    out = []
+    for path in sources():
+        source = module_name(path)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            for alias in node.names:
+                if isinstance(node, ast.Import):
+                    target, names = alias.name, alias.name.split(".")
+                else:
+                    target = _absolute(source, path, node)
+                    names = target.split(".") + [alias.name]
+                if target.split(".")[0] == "squeezetime" and any(_is_private(n) for n in names):
+                    out.append(f"{source}:{node.lineno} imports {alias.name} from {target}")
+    return out
+
+
+def _absolute(source: str, path: Path, node: ast.ImportFrom) -> str:
+    if not node.level:
+        return node.module or ""
+    package = source if path.name == "__init__.py" else source.rsplit(".", 1)[0]
+    base = package.split(".")
+    base = base[:len(base) - node.level + 1]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def long_functions(limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """``path:line name (N lines)`` for every function or method longer than ``limit`` lines."""
+    out = []
+    for path in sources():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > limit:
+                    out.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines} lines)")
     return out
 
 
@@ -143,7 +237,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--png", type=Path, help="draw the layers to this PNG")
     args = parser.parse_args()
-    bad = violations()
+    bad = violations() + [" <-> ".join(c) + " (import circle)" for c in circles()] + private_imports() + \
+        long_functions()
     for line in bad:
         print(line)
     if args.png:

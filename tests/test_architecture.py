@@ -31,6 +31,33 @@ def test_the_check_sees_an_upward_import(tmp_path, monkeypatch):
     assert found == ["squeezetime.models._upward_probe:1 imports squeezetime.classifier (models -> classifier)"]
 
 
+def test_no_import_circle():
+    assert architecture.circles() == []
+
+
+def test_the_circle_checks_see_a_circle_and_a_private_import():
+    """Not vacuous: two probe modules importing each other (one inside a function, as lazy imports do) are a
+    circle, and one taking the other's ``_private`` name is reported."""
+    first, second = (architecture.PACKAGE / "models" / f"_probe_{n}.py" for n in ("first", "second"))
+    first.write_text("from ._probe_second import _hidden\n")
+    second.write_text("def _hidden():\n    from . import _probe_first\n    return _probe_first\n")
+    try:
+        circles, private = architecture.circles(), architecture.private_imports()
+    finally:
+        first.unlink()
+        second.unlink()
+    assert ["squeezetime.models._probe_first", "squeezetime.models._probe_second"] in circles
+    assert "squeezetime.models._probe_first:1 imports _hidden from squeezetime.models._probe_second" in private
+
+
+def test_no_module_imports_a_private_name_of_another():
+    assert architecture.private_imports() == []
+
+
+def test_no_function_is_longer_than_80_lines():
+    assert architecture.long_functions() == []
+
+
 def test_picture_is_drawn(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "architecture.py"), "--png", str(tmp_path / "a.png")],
                          capture_output=True, text=True, timeout=120)
