@@ -35,7 +35,7 @@ def expensive_video(frames: int = 480, height: int = 720, width: int = 1280) -> 
 
 # -- the pieces, no server -----------------------------------------------------------------------------------------
 def test_decode_pool_takes_the_cheapest_waiting_job_first():
-    from squeezetime.serving.triton.backend import DecodePool
+    from squeezetime.serving.triton.decode_pool import DecodePool
 
     pool = DecodePool(1)
     try:
@@ -57,7 +57,7 @@ def test_decode_pool_takes_the_cheapest_waiting_job_first():
 
 
 def test_decode_cost_grows_with_bytes_and_clips():
-    from squeezetime.serving.triton.backend import decode_cost
+    from squeezetime.serving.triton.decode_pool import decode_cost
     from squeezetime.video import get_view
 
     assert decode_cost(b"x" * 1000, get_view("10x3")) == 30 * decode_cost(b"x" * 1000, get_view("1x1"))

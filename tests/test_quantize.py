@@ -170,7 +170,7 @@ def test_triton_repository_serves_the_artifact(quantized, tmp_path, demo_videos)
     from google.protobuf.json_format import MessageToDict
 
     from squeezetime.serving.triton import parse_config, write_repository
-    from squeezetime.serving.triton.backend import ClipModel
+    from squeezetime.serving.triton.clip_model import ClipModel
 
     repo = write_repository(tmp_path / "repo", checkpoint=quantized[3])
     version = repo / "squeezetime" / "1"

@@ -130,7 +130,7 @@ def gpu_repo(tmp_path_factory):
 
 
 def test_triton_gpu_instance_loads_on_its_device_in_fp16_and_warms_the_buckets(gpu_repo, load_calls, two_gpus):
-    from squeezetime.serving.triton.backend import ClipModel
+    from squeezetime.serving.triton.clip_model import ClipModel
 
     model = ClipModel()
     model.initialize(triton_args(gpu_repo, "GPU", device_id=1))
@@ -140,7 +140,7 @@ def test_triton_gpu_instance_loads_on_its_device_in_fp16_and_warms_the_buckets(g
 
 
 def test_triton_cpu_instance_of_a_cpu_repository_stays_on_the_cpu(tmp_path, load_calls):
-    from squeezetime.serving.triton.backend import ClipModel
+    from squeezetime.serving.triton.clip_model import ClipModel
 
     repo = write_repository(tmp_path, model_for_tests(), options=RepoOptions(max_batch_size=4))
     model = ClipModel()
@@ -151,7 +151,7 @@ def test_triton_cpu_instance_of_a_cpu_repository_stays_on_the_cpu(tmp_path, load
 
 
 def test_triton_gpu_instance_on_a_machine_without_cuda_fails_to_load(gpu_repo, monkeypatch):
-    from squeezetime.serving.triton.backend import ClipModel
+    from squeezetime.serving.triton.clip_model import ClipModel
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(BackendError, match="KIND_GPU instance 'squeezetime_0_0'.* sees no CUDA GPU"):
@@ -228,7 +228,7 @@ def cpu_reference(clips: np.ndarray) -> np.ndarray:
 
 @gpu
 def test_gpu_triton_clip_model_serves_from_cuda_graphs(gpu_repo):
-    from squeezetime.serving.triton.backend import ClipModel
+    from squeezetime.serving.triton.clip_model import ClipModel
 
     model = ClipModel()
     model.initialize(triton_args(gpu_repo, "GPU", device_id=0))
