@@ -177,6 +177,15 @@ def encode_video(frames: np.ndarray, container: str = "mp4", fps: int = 25) -> b
     return buffer.getvalue()
 
 
+def warmup_video(num_frames: int, short_side: int) -> bytes:
+    """A tiny mp4 a server decodes before it reports ready: ``num_frames`` frames of moving stripes (a video
+    without motion is refused as a still image), ``short_side`` high, 4:3."""
+    frames = np.zeros((num_frames, short_side, short_side * 4 // 3 // 2 * 2, 3), np.uint8)
+    for t in range(num_frames):
+        frames[t, :, t % 8::8] = 255
+    return encode_video(frames, "mp4")
+
+
 def make_video(label: int, seed: int, num_frames: int = 72, container: str = "mp4",
                height: int = 240, width: int = 320) -> bytes:
     """An encoded demo video of class ``label`` (72 frames at 25 fps: longer than a 16x4 clip)."""

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from squeezetime.errors import Refusal, SqueezeTimeError, refusal_of
 from .. import metrics as m
 from ..devices import require_cuda, warm_up_graphs
 from ..requests import RequestError, RequestLimits, ascii_message, decode_budget, setting_flag
+from ..warmup import in_every_thread
 from .archive import LEGACY_OPTIMIZE
 from .inputs import Parsed, parse_request
 
@@ -186,32 +186,22 @@ class SqueezeTimeHandler(BaseHandler):
         """Before the worker reports READY: on a GPU the CUDA graphs of every batch bucket up to
         ``max_clips_per_forward`` (the largest model batch); one forward at batch 1 and at ``max_clips_per_forward``
         (zeros); a tiny generated video decoded in every decode thread. So the first request is not the slow one."""
-        from squeezetime.synthetic.generator import encode_video
+        from squeezetime.synthetic.generator import warmup_video
 
         started = time.perf_counter()
         graphs = warm_up_graphs(self.classifier, self.classifier.batch_size)
         d = self.classifier.data_config
         for n in sorted({1, self.classifier.batch_size}):
             self.classifier.scores(np.zeros((n, d.num_frames, d.crop_size, d.crop_size, 3), np.uint8))
-        side = d.view(self.settings["default_views"]).short_side
-        frames = np.zeros((d.num_frames, side, side * 4 // 3 // 2 * 2, 3), np.uint8)
-        for t in range(len(frames)):  # moving stripes: a video without motion is refused as a still image
-            frames[t, :, t % 8::8] = 255
-        video = encode_video(frames, "mp4")
+        video = warmup_video(d.num_frames, d.view(self.settings["default_views"]).short_side)
+
+        def decode():
+            return self.classifier.clips(video, self.settings["default_views"])
+
         if self.pool is None:
-            self.classifier.clips(video, self.settings["default_views"])
+            decode()
         else:
-            barrier = threading.Barrier(self.decode_threads)
-
-            def decode():
-                try:
-                    barrier.wait(timeout=30)  # one decode per thread
-                except threading.BrokenBarrierError:
-                    pass
-                return self.classifier.clips(video, self.settings["default_views"])
-
-            for job in [self.pool.submit(decode) for _ in range(self.decode_threads)]:
-                job.result(timeout=120)
+            in_every_thread(self.pool.submit, self.decode_threads, decode)
         took = f"{time.perf_counter() - started:.2f} s"
         return f"{took}, CUDA graphs for batches {list(graphs)}" if graphs else took
 

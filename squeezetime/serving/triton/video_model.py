@@ -9,15 +9,15 @@ few frames) and its scoring. Reading, admission, cancellation, metrics and error
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from ...errors import DecodeCancelled
-from ...synthetic.generator import encode_video
+from ...synthetic.generator import warmup_video
 from ..requests import parse_topk, parse_views, video_clips
+from ..warmup import in_every_thread
 from .decode_pool import CancelCheck, decode_cost
 from .python_backend import bls_probs, cpu_outputs, pb_utils, probs_of, single_element
 from .request_model import Job, RequestModel, video_field
@@ -42,23 +42,9 @@ class VideoModel(RequestModel):
         themselves) before the model reports ready. Returns what it did, for the log."""
         started = time.perf_counter()
         d = self.classifier.data_config
-        side = max(v.short_side for v in d.views.values())
-        frames = np.zeros((d.num_frames, side, side * 4 // 3 // 2 * 2, 3), np.uint8)
-        for t in range(len(frames)):  # moving stripes: a video without motion is refused as a still image
-            frames[t, :, t % 8::8] = 255
-        video = encode_video(frames, "mp4")
-        barrier = threading.Barrier(self.settings.decode_threads)
-
-        def decode(views):
-            try:
-                barrier.wait(timeout=30)  # one job per thread
-            except threading.BrokenBarrierError:
-                pass
-            return self.classifier.clips(video, views)
-
-        jobs = [self.pool.submit(0, decode, d.default_views) for _ in range(self.settings.decode_threads)]
-        for job in jobs:
-            job.result(timeout=120)
+        video = warmup_video(d.num_frames, max(v.short_side for v in d.views.values()))
+        in_every_thread(lambda job: self.pool.submit(0, job), self.settings.decode_threads,
+                        lambda: self.classifier.clips(video, d.default_views))
         asyncio.run_coroutine_threadsafe(asyncio.sleep(0), self.loop).result(timeout=30)
         return f"{time.perf_counter() - started:.2f} s"
 
