@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from .. import ops
 from . import cudnn, onednn
+from .compile_settings import compile_with_settings
 from ..models.folding import bn_affine, fold_conv_bn, fold_ctl_bn  # noqa: F401 - bn_affine: the old import path
 from ..models.registry import MEAN, STD
 from ..models.squeezetime import Bottleneck, ChannelTimeLearning, SqueezeTime, resize_pos_embed
@@ -399,9 +400,6 @@ def optimize(model: SqueezeTime, *, dtype=torch.float32, fused: bool = True, com
         opt = OptimizedSqueezeTime(model.eval(), dtype=dtype, fused=fused, memory_format=memory_format,
                                    prepack=device.type == "cpu" and not compile)
     opt = opt.eval()
-    if compile:
-        import torch._inductor.config as inductor_config
-
-        inductor_config.freezing = True
-        opt.forward = torch.compile(opt.forward, dynamic=False)
+    if compile:  # compiled at the first call of each input shape: the settings go with every call
+        opt.forward = compile_with_settings(opt.forward, dynamic=False)
     return opt
