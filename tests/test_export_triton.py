@@ -249,7 +249,8 @@ def test_onnx_artifact_served_by_tritonserver_python_backend(onnx_repo):
 
 def test_serve_refuses_a_mismatched_engine(trt_model_dir, monkeypatch):
     """`squeezetime serve` checks every tensorrt_plan model before it starts tritonserver."""
-    from squeezetime.serving.triton.server import TritonServerError, check_engines
+    from squeezetime.serving.triton import TritonServerError
+    from squeezetime.serving.triton.server import check_engines
 
     monkeypatch.setenv("SQUEEZETIME_TENSORRT_VERSION", "10.7.0")
     with pytest.raises(TritonServerError, match=r"will not serve squeezetime_trt: .*built with TensorRT 10.3.0.*10.7.0"):

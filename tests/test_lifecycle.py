@@ -24,8 +24,11 @@ import pytest
 
 from support.triton import require_tritonserver
 
-from squeezetime.serving.supervisor import OWNER_FILE, group_pids, processes_mentioning, read_owner, write_owner
-from squeezetime.serving.triton.server import SHM_PREFIX, TritonServer, clean_stale, stale_shm_prefixes
+from squeezetime.serving.leftovers import OWNER_FILE, processes_mentioning, read_owner, write_owner
+from squeezetime.serving.supervisor import group_pids
+from squeezetime.serving.triton.leftovers import clean_stale
+from squeezetime.serving.triton.server import TritonServer
+from squeezetime.serving.triton.shm import SHM_PREFIX, stale_shm_prefixes
 
 pytestmark = pytest.mark.timeout(240)
 ROOT = Path(__file__).resolve().parent.parent

@@ -301,8 +301,8 @@ def test_pid_alive_knows_dead_zombie_and_reused_pids(tmp_path):
 
 
 def test_clean_stale_dirs_only_removes_dirs_of_dead_owners_nobody_uses(tmp_path):
-    from squeezetime.serving.supervisor import (OWNER_FILE, clean_stale_dirs, owned_tempdir, processes_mentioning,
-                                                read_owner)
+    from squeezetime.serving.leftovers import (OWNER_FILE, clean_stale_dirs, owned_tempdir, processes_mentioning,
+                                               read_owner)
 
     prefix = "st-test-"
     child = subprocess.Popen([PY, "-c", "pass"])

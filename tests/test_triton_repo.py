@@ -175,9 +175,9 @@ def test_locator_messages(monkeypatch, tmp_path):
         find_tritonserver(tmp_path / "nope")
     monkeypatch.setenv("SQUEEZETIME_TRITONSERVER", str(tmp_path / "nope"))
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr("squeezetime.serving.triton.server.PROJECT_ROOT", tmp_path)
+    monkeypatch.setattr("squeezetime.serving.triton.install.PROJECT_ROOT", tmp_path)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("squeezetime.serving.triton.server._safe_find", lambda name: False)
+    monkeypatch.setattr("squeezetime.serving.triton.install._safe_find", lambda name: False)
     with pytest.raises(TritonServerError, match="no tritonserver found.*SQUEEZETIME_TRITONSERVER"):
         find_tritonserver()
     with pytest.raises(TritonServerError, match="not a model repository"):

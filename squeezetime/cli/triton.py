@@ -113,9 +113,9 @@ def run_serve(args: argparse.Namespace) -> int:
     import shutil
 
     import squeezetime
-    from ..serving.supervisor import owned_tempdir
+    from ..serving.leftovers import owned_tempdir
     from ..serving.triton import TritonServer, TritonServerError, write_repository
-    from ..serving.triton.server import DEMO_REPO_PREFIX
+    from ..serving.triton.leftovers import DEMO_REPO_PREFIX
 
     tmp = None
     try:

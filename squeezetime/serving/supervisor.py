@@ -20,23 +20,18 @@ when the caller asks for it explicitly), and never for detached processes. It re
 the rest of the group is not signalled (tritonserver's python stubs watch their parent and exit by themselves,
 removing their shm regions: 1.4-3 s after a SIGKILL of the launcher, measured by tests/test_lifecycle.py).
 
-What a killed launcher cannot remove itself (temp directories, shared-memory files) is found and removed by a
-later one: a directory made with ``owned_tempdir`` holds an owner file (pid, process start time, host), and
-``clean_stale_dirs`` removes such directories only when their owner is dead *and* no live process names the
-directory in its command line or works in it. ``pid_alive`` and ``processes_mentioning`` are the checks.
+``pid_alive`` and ``process_start_time`` name one process by pid and start time (``stat_fields`` is the one
+reader of ``/proc/PID/stat``); what a killed launcher leaves behind is found and removed by
+``serving.leftovers``.
 """
 from __future__ import annotations
 
 import atexit
 import ctypes
-import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -74,6 +69,57 @@ class NotReady(ProcessError):
     """The readiness probe did not succeed before the deadline."""
 
 
+# -- processes by pid: one reader of /proc/PID/stat -----------------------------------------------------------
+def proc_pids() -> list[int]:
+    """Every pid listed in /proc (empty where there is no /proc)."""
+    try:
+        return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+    except OSError:
+        return []
+
+
+def stat_fields(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (which may hold spaces and parentheses): ``[0]`` is
+    the state (field 3 of proc(5)), ``[2]`` the process group, ``[19]`` the start time. Raises OSError when the
+    file cannot be read or is cut short (no such process, no /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    if len(fields) < 20:
+        raise OSError(f"/proc/{pid}/stat is cut short")
+    return fields
+
+
+def process_start_time(pid: int) -> int | None:
+    """The process's start time (clock ticks after boot, /proc/PID/stat field 22): with the pid, it names one
+    process even after the pid is reused. None when there is no such process (or no /proc)."""
+    try:
+        return int(stat_fields(pid)[19])
+    except (OSError, ValueError):
+        return None
+
+
+def pid_alive(pid: int, start_time: int | None = None) -> bool:
+    """True while process ``pid`` runs (a zombie does not count); with ``start_time``, only if it is still the
+    process that started then (not a later one that got the same pid)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, belongs to someone else
+    try:
+        fields = stat_fields(pid)
+    except FileNotFoundError:
+        return not os.path.isdir("/proc/self")  # no /proc: os.kill's answer is all there is
+    except OSError:
+        return True
+    if fields[0] in ("Z", "X"):
+        return False
+    return start_time is None or int(fields[19]) == int(start_time)
+
+
 # -- process groups ------------------------------------------------------------------------------------------
 def group_pids(pgid: int) -> list[int]:
     """Live (non-zombie) processes of process group ``pgid`` (from /proc; elsewhere ``[pgid]`` while the
@@ -81,16 +127,13 @@ def group_pids(pgid: int) -> list[int]:
     if not os.path.isdir("/proc/self"):
         return [pgid] if _group_exists(pgid) else []
     pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    for pid in proc_pids():
         try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
+            fields = stat_fields(pid)
+        except OSError:
             continue
         if fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
-            pids.append(int(entry))
+            pids.append(pid)
     return pids
 
 
@@ -168,139 +211,6 @@ def _parent_death_preexec() -> Callable[[], None] | None:
             pass
 
     return preexec
-
-
-# -- what a killed launcher leaves: owner files, liveness, who still uses a path ------------------------------
-OWNER_FILE = ".squeezetime-owner.json"
-
-
-def process_start_time(pid: int) -> int | None:
-    """The process's start time (clock ticks after boot, /proc/PID/stat field 22): with the pid, it names one
-    process even after the pid is reused. None when there is no such process (or no /proc)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def pid_alive(pid: int, start_time: int | None = None) -> bool:
-    """True while process ``pid`` runs (a zombie does not count); with ``start_time``, only if it is still the
-    process that started then (not a later one that got the same pid)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, belongs to someone else
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return not os.path.isdir("/proc/self")  # no /proc: os.kill's answer is all there is
-    except OSError:
-        return True
-    if fields[0] in ("Z", "X"):
-        return False
-    return start_time is None or int(fields[19]) == int(start_time)
-
-
-def processes_mentioning(text: str, *, cwd_under: str | os.PathLike | None = None) -> list[int]:
-    """Live processes whose command line contains ``text``, or (``cwd_under``) whose working directory is that
-    directory or below it. Processes whose details cannot be read are not listed."""
-    if not os.path.isdir("/proc/self"):
-        return []
-    needle = os.fsencode(text)
-    under = os.path.realpath(cwd_under) if cwd_under is not None else None
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        pid = int(entry)
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                hit = needle in f.read()
-            if not hit and under is not None:
-                cwd = os.readlink(f"/proc/{entry}/cwd")
-                hit = cwd == under or cwd.startswith(under + os.sep)
-        except OSError:
-            continue
-        if hit and pid_alive(pid):
-            found.append(pid)
-    return found
-
-
-def write_owner(directory: str | os.PathLike, **extra) -> Path:
-    """Mark ``directory`` as this process's: ``OWNER_FILE`` with pid, start time, host and ``extra``."""
-    path = Path(directory) / OWNER_FILE
-    owner = {"pid": os.getpid(), "start_time": process_start_time(os.getpid()), "host": socket.gethostname(),
-             **extra}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(owner))
-    os.replace(tmp, path)
-    return path
-
-
-def read_owner(directory: str | os.PathLike) -> dict | None:
-    """The owner file of ``directory``, or None (none, unreadable, not ours)."""
-    try:
-        owner = json.loads((Path(directory) / OWNER_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return owner if isinstance(owner, dict) and isinstance(owner.get("pid"), int) else None
-
-
-def owner_alive(owner: dict) -> bool:
-    """The owner process still runs. An owner on another host (a shared temp dir) counts as alive: it cannot be
-    checked from here."""
-    if owner.get("host") not in (None, socket.gethostname()):
-        return True
-    return pid_alive(owner["pid"], owner.get("start_time"))
-
-
-def owned_tempdir(prefix: str, dir: str | os.PathLike | None = None, **extra) -> Path:
-    """``tempfile.mkdtemp(prefix=...)`` with an owner file, so that ``clean_stale_dirs`` can tell when it was
-    left behind."""
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir=dir))
-    write_owner(path, **extra)
-    return path
-
-
-def clean_stale_dirs(prefixes: Sequence[str], parent: str | os.PathLike | None = None,
-                     on_remove: Callable[[Path, dict], None] | None = None) -> list[Path]:
-    """Remove the directories ``parent/<prefix>*`` (default: the temp dir) that this user owns, whose owner
-    file names a dead process and that no live process mentions (command line or working directory). A
-    directory without an owner file is never touched (its maker may be between mkdtemp and writing it).
-    ``on_remove(path, owner)`` runs first for each. Returns what was removed."""
-    parent = Path(parent or tempfile.gettempdir())
-    removed = []
-    try:
-        entries = sorted(parent.iterdir())
-    except OSError:
-        return removed
-    for path in entries:
-        if not path.name.startswith(tuple(prefixes)):
-            continue
-        try:
-            st = path.lstat()
-        except OSError:
-            continue
-        if not (os.path.isdir(path) and not path.is_symlink()) or st.st_uid != os.getuid():
-            continue
-        owner = read_owner(path)
-        if owner is None or owner_alive(owner) or processes_mentioning(str(path), cwd_under=path):
-            continue
-        if on_remove is not None:
-            try:
-                on_remove(path, owner)
-            except Exception as e:  # noqa: BLE001 - the directory still goes
-                warnings.warn(f"cleaning up after {path} failed: {e}", RuntimeWarning, stacklevel=2)
-        shutil.rmtree(path, ignore_errors=True)
-        if not path.exists():
-            removed.append(path)
-    return removed
 
 
 # -- the supervisor ------------------------------------------------------------------------------------------
@@ -565,7 +475,5 @@ def _stop_at_exit() -> None:
             pass
 
 
-__all__ = ["OWNER_FILE", "ManagedProcess", "NotReady", "ProcessError", "ProcessExited", "StartFailed",
-           "clean_stale_dirs", "first_line_with", "group_alive", "group_pids", "owned_tempdir", "owner_alive",
-           "pid_alive",
-           "process_start_time", "processes_mentioning", "read_owner", "tail_lines", "write_owner"]
+__all__ = ["ManagedProcess", "NotReady", "ProcessError", "ProcessExited", "StartFailed", "first_line_with",
+           "group_alive", "group_pids", "pid_alive", "proc_pids", "process_start_time", "stat_fields", "tail_lines"]

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from squeezetime.serving.triton.server import SHM_PREFIX
+from squeezetime.serving.triton.shm import SHM_PREFIX
 
 MAX_VIDEO_BYTES = 4_000_000  # small limit so that the "oversized upload" case stays cheap; over issue 18's 3.4 MB still video
 
@@ -43,7 +43,7 @@ def require_tritonserver():
 
 def server_processes(server) -> list[int]:
     """Live PIDs still in the server's process group (its python backend stubs included)."""
-    from squeezetime.serving.triton.server import group_pids
+    from squeezetime.serving.supervisor import group_pids
     return group_pids(server.pgid) if server.pgid else []
 
 

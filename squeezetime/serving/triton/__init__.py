@@ -9,7 +9,10 @@
 ``tritonclient`` is imported only by the client; the launcher needs only a ``tritonserver`` binary.
 """
 from .repository import CLIP_MODEL, MODELS, VIDEO_MODEL, RepoOptions, parse_config, write_repository
-from .server import TritonServer, TritonServerError, find_tritonserver, free_port, remove_shm_regions
+from ..ports import free_port
+from .install import TritonServerError, find_tritonserver
+from .server import TritonServer
+from .shm import remove_shm_regions
 
 
 def __getattr__(name):

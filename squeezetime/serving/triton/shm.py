@@ -1,4 +1,5 @@
-"""How much ``/dev/shm`` a model repository may take, known before the server starts.
+"""How much ``/dev/shm`` a model repository may take, known before the server starts; and the regions a server
+leaves there (``remove_shm_regions``, ``stale_shm_prefixes``).
 
 Triton's python backend moves each request's tensors through one shared-memory region per model instance
 (per stub) in ``/dev/shm``. A region grows to the most it ever had to hold at once and does not shrink until
@@ -9,21 +10,30 @@ it, so the launcher can say the worst case up front and refuse a host whose ``/d
 * ``squeezetime``: one full batch of clips in, logits and probabilities out;
 * ``squeezetime_video``: the videos it holds (in decode or scoring: ``max_in_flight``, plus one batch being
   received), each up to ``max_video_bytes``, and the clip batches it sends to ``squeezetime`` through BLS.
+
+Each server gets its own region prefix (``shm_prefix``: the launcher's pid and a random tag), so stopping one
+removes only its own regions, and a later launcher can tell the regions of a dead one.
 """
 from __future__ import annotations
 
+import glob
 import os
 import re
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import InputError
+from ..leftovers import processes_mentioning
+from ..supervisor import pid_alive
 
 MiB = 1024 * 1024
 DTYPE_BYTES = {"TYPE_UINT8": 1, "TYPE_INT8": 1, "TYPE_BOOL": 1, "TYPE_FP16": 2, "TYPE_BF16": 2, "TYPE_INT32": 4,
                "TYPE_FP32": 4, "TYPE_INT64": 8, "TYPE_FP64": 8}
 REGION_MINIMUM = 32 * MiB  # the launcher's shm-default-byte-size: every stub's region starts this big
 SHM_CHECKS = ("error", "warn", "off")
+SHM_PREFIX = "triton_python_backend_shm_region_"
+_SHM_OWNER = re.compile(re.escape(SHM_PREFIX) + r"st(\d+)_([0-9a-f]+)_")  # ...st<launcher pid>_<uuid>_
 
 
 @dataclass(frozen=True)
@@ -146,4 +156,40 @@ def plan(repository: str | os.PathLike, shm_dir: str = "/dev/shm") -> ShmPlan:
     return ShmPlan(tuple(model_need(c, clip_batch) for c in configs), available)
 
 
-__all__ = ["ModelShm", "SHM_CHECKS", "ShmPlan", "model_need", "plan"]
+# -- the regions of running and dead servers ---------------------------------------------------------------
+def shm_prefix() -> str:
+    """A new server's region prefix: it names this launcher's pid (``stale_shm_prefixes`` reads it back)."""
+    return f"{SHM_PREFIX}st{os.getpid()}_{uuid.uuid4().hex[:8]}_"
+
+
+def remove_shm_regions(prefix: str) -> list[str]:
+    """Remove ``/dev/shm/<prefix>*`` (the python backend's regions of one server); return what was removed."""
+    removed = []
+    for path in glob.glob(os.path.join("/dev/shm", glob.escape(prefix) + "*")):
+        try:
+            os.unlink(path)
+            removed.append(path)
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def stale_shm_prefixes() -> dict[str, list[str]]:
+    """Region prefixes of servers whose launcher (the pid in the prefix) is dead and that no live process
+    mentions (tritonserver names its prefix on its command line, each stub its region): {prefix: [paths]}.
+    Only this user's files. A reused launcher pid keeps them (the work directory's owner file catches that)."""
+    groups: dict[str, list[str]] = {}
+    for path in glob.glob(os.path.join("/dev/shm", glob.escape(SHM_PREFIX) + "st*")):
+        m = _SHM_OWNER.match(os.path.basename(path))
+        try:
+            mine = os.lstat(path).st_uid == os.getuid()
+        except OSError:
+            continue
+        if m and mine:
+            groups.setdefault(m.group(0), []).append(path)
+    return {prefix: paths for prefix, paths in groups.items()
+            if not pid_alive(int(_SHM_OWNER.match(prefix).group(1))) and not processes_mentioning(prefix)}
+
+
+__all__ = ["ModelShm", "SHM_CHECKS", "SHM_PREFIX", "ShmPlan", "model_need", "plan", "remove_shm_regions", "shm_prefix",
+           "stale_shm_prefixes"]
