@@ -13,9 +13,9 @@ TEST_DEPS :=
 
 setup: $(STAMP)
 
-# requirements/main/*.txt: everything the tests need in .venv; then the package itself (editable,
-# which also builds the C++ extension when setup.py has one).
-$(STAMP): $(MAIN_REQUIREMENTS) setup.py
+# requirements/main/*.txt: everything the tests need in .venv; then the package itself (editable, declared in
+# pyproject.toml; setup.py builds the C++ extension).
+$(STAMP): $(MAIN_REQUIREMENTS) pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(addprefix -r ,$(MAIN_REQUIREMENTS))
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
