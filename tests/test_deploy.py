@@ -345,7 +345,7 @@ def configmap_properties(directory: str, name: str) -> dict[str, str]:
 
 
 def check_follows_template(config: dict[str, str]) -> None:
-    from squeezetime.serving.torchserve.server import template_text
+    from squeezetime.serving.torchserve.config import template_text
 
     template = properties(template_text())
     assert set(config) - set(template) <= CLUSTER_ADDITIONS, set(config) - set(template) - CLUSTER_ADDITIONS
@@ -393,7 +393,7 @@ def test_torchserve_archive_matches_the_config(torchserve_archive):
 
 
 def test_torchserve_config_ports_probes_and_services():
-    from squeezetime.serving.torchserve.server import DEFAULT_PORTS
+    from squeezetime.serving.torchserve.config import DEFAULT_PORTS
 
     config = configmap_properties("torchserve", "squeezetime-torchserve-config")
     check_follows_template(config)
@@ -488,6 +488,7 @@ def test_kserve_torchserve_answers_the_v1_protocol(tmp_path, kserve_store, demo_
     import base64
 
     from squeezetime.serving.supervisor import ManagedProcess
+    from squeezetime.serving.torchserve import config as ts_config
     from squeezetime.serving.torchserve import server as ts_server
 
     if shutil.which("java") is None:
@@ -501,10 +502,10 @@ def test_kserve_torchserve_answers_the_v1_protocol(tmp_path, kserve_store, demo_
              "metrics_address": f"http://127.0.0.1:{ports['metrics']}",
              "grpc_inference_address": "127.0.0.1", "grpc_inference_port": ports["grpc"],
              "grpc_management_port": ports["grpc_management"],
-             "model_store": str(store / "model-store"), "metrics_config": ts_server.metrics_config_path()}
+             "model_store": str(store / "model-store"), "metrics_config": ts_config.metrics_config_path()}
     text = resource("kserve", "ConfigMap")["data"]["config.properties"]
     (store / "config").mkdir()
-    (store / "config" / "config.properties").write_text(ts_server.render_config(local, template=text))
+    (store / "config" / "config.properties").write_text(ts_config.render_config(local, template=text))
     run = tmp_path / "run"
     for sub in ("tmp", "logs"):
         (run / sub).mkdir(parents=True)
@@ -575,7 +576,7 @@ def test_adapter_rules_read_series_the_servers_export():
         return set(re.findall(r"\b((?:nv|ts)_[a-z_]+)\{", rule["seriesQuery"] + rule["metricsQuery"]))
 
     # TorchServe exports only what metrics.yaml declares (metrics_mode=prometheus)
-    from squeezetime.serving.torchserve.server import metrics_config_path
+    from squeezetime.serving.torchserve.config import metrics_config_path
 
     declared = yaml.safe_load(Path(metrics_config_path()).read_text(encoding="utf-8"))["ts_metrics"]
     counters = {m["name"]: m for m in declared["counter"]}

@@ -280,10 +280,11 @@ def test_stale_rules_remove_only_what_dead_owners_left(fakes):
 
 def test_torchserve_stale_state_of_a_dead_group_is_forgotten(tmp_path):
     from squeezetime.serving.torchserve import server
+    from squeezetime.serving.torchserve.config import DEFAULT_PORTS
 
     run = tmp_path / "run"
     (run / "tmp").mkdir(parents=True)
-    info = server.ServerInfo(str(run), dead_pid(), dict(server.DEFAULT_PORTS), ["squeezetime"], str(tmp_path))
+    info = server.ServerInfo(str(run), dead_pid(), dict(DEFAULT_PORTS), ["squeezetime"], str(tmp_path))
     info.save()
     leftovers = [run / "key_file.json", run / "tmp" / server.PID_FILE, run / "tmp" / ".ts.sock.9000"]
     for path in leftovers:

@@ -224,7 +224,7 @@ def test_grpc_bad_input(grpc_client):
 
 
 def test_oversized_upload_is_413(torchserve, rest):
-    from squeezetime.serving.torchserve.server import DEFAULT_MAX_REQUEST_SIZE
+    from squeezetime.serving.torchserve.config import DEFAULT_MAX_REQUEST_SIZE
 
     limit = torchserve.extra["max_request_size"]
     assert limit == DEFAULT_MAX_REQUEST_SIZE == 64 * 1024 * 1024  # the limit docs/torchserve.md states

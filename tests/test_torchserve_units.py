@@ -27,14 +27,14 @@ def npy(array) -> bytes:
 
 def test_committed_entry_and_template_are_the_packaged_ones():
     from squeezetime.serving.torchserve.archive import entry_source
-    from squeezetime.serving.torchserve.server import template_text
+    from squeezetime.serving.torchserve.config import template_text
 
     assert (ROOT / "torchserve" / "handler.py").read_text() == entry_source()
     assert (ROOT / "torchserve" / "config.properties").read_text() == template_text()
 
 
 def test_template_is_loopback_and_render_replaces_values():
-    from squeezetime.serving.torchserve.server import render_config, template_text
+    from squeezetime.serving.torchserve.config import render_config, template_text
 
     props = dict(line.split("=", 1) for line in template_text().splitlines() if "=" in line and line[0] != "#")
     for key in ("inference_address", "management_address", "metrics_address"):
@@ -138,7 +138,7 @@ def test_bad_device_options_are_refused_before_archiving(tmp_path, bad, message)
 
 def test_cli_gpu_options(tmp_path, capsys):
     from squeezetime.cli import main
-    from squeezetime.cli.torchserve import gpu_config
+    from squeezetime.serving.torchserve.config import gpu_config
 
     assert gpu_config(None) == {} and gpu_config(0) == {"number_of_gpu": 0}
     with pytest.raises(ValueError, match="number-of-gpu"):

@@ -1,5 +1,6 @@
 """The backend interface (``Backend``, ``BackendError``) and the implementations for torch modules: the eager
-network or optimised module (``TorchBackend``) and, on a GPU, its CUDA graphs per batch bucket (``CudaGraphBackend``)."""
+network or optimised module (``TorchBackend``) and, on a GPU, its CUDA graphs per batch bucket
+(``CudaGraphBackend``)."""
 from __future__ import annotations
 
 from typing import Protocol

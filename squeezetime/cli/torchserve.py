@@ -69,17 +69,9 @@ def _run_dir(p) -> None:
                    "$SQUEEZETIME_TORCHSERVE_RUN_DIR or ~/.cache/squeezetime/torchserve)")
 
 
-def gpu_config(number_of_gpu: int | None) -> dict:
-    """config.properties' number_of_gpu when given (TorchServe's default: every GPU it sees)."""
-    if number_of_gpu is None:
-        return {}
-    if number_of_gpu < 0:
-        raise ValueError(f"--number-of-gpu must be >= 0, got {number_of_gpu}")
-    return {"number_of_gpu": number_of_gpu}
-
-
 def run_start(args: argparse.Namespace) -> int:
     from ..serving.torchserve import server
+    from ..serving.torchserve.config import gpu_config
 
     ports = {"inference": args.inference_port, "management": args.management_port, "metrics": args.metrics_port,
              "grpc": args.grpc_port, "grpc_management": args.grpc_management_port}
@@ -114,17 +106,11 @@ def run_stop(args: argparse.Namespace) -> int:
 def run_status(args: argparse.Namespace) -> int:
     from ..serving.torchserve import server
 
-    info = server.ServerInfo.load(args.run_dir or server.default_run_dir())
-    if info is None or not server._alive(info.pid):
-        print(json.dumps({"running": False}))
+    report = server.status(args.run_dir)
+    if not report["running"]:
+        print(json.dumps(report))
         return EXIT_USAGE
-    models = {}
-    for m in info.models:
-        try:
-            models[m] = server.worker_status(info, m)
-        except OSError as e:
-            models[m] = f"unreachable: {e}"
-    print(json.dumps({"running": True, "pid": info.pid, "ports": info.ports, "models": models}, indent=1))
+    print(json.dumps(report, indent=1))
     return 0
 
 

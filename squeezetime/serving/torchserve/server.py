@@ -1,7 +1,7 @@
 """Start and stop a real TorchServe for ``.mar`` archives, with its own run directory and bounded waits.
 
 A run directory (default ``~/.cache/squeezetime/torchserve``, or ``--run-dir``) holds everything of one
-server: ``config.properties`` (rendered from the template beside this file), ``tmp/`` (TMPDIR/TEMP: the
+server: ``config.properties`` (``torchserve.config``: rendered from the template beside it), ``tmp/`` (TMPDIR/TEMP: the
 launcher's pid file and the worker sockets), ``logs/`` (LOG_LOCATION and METRICS_LOCATION, plus
 ``console.log``), ``key_file.json`` when token auth is on, and ``state.json`` (pid, ports, models) that
 ``stop`` reads. ``start`` returns once every worker of every model is READY, or raises with the reason
@@ -32,17 +32,15 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
-from importlib import resources
 from pathlib import Path
 
 from ...errors import SqueezeTimeError
-from .archive import archive_model_name
 from ..ports import free_ports as free_loopback_ports, port_in_use
 from ..supervisor import ManagedProcess, ProcessError, first_line_with, group_alive
+from .archive import archive_model_name
+from .config import (DEFAULT_JOB_QUEUE_SIZE, DEFAULT_MAX_REQUEST_SIZE, DEFAULT_PORTS, log_config_path, render_config,
+                     server_config)
 
-DEFAULT_PORTS = {"inference": 8080, "management": 8081, "metrics": 8082, "grpc": 7070, "grpc_management": 7071}
-DEFAULT_MAX_REQUEST_SIZE = 64 * 1024 * 1024
-DEFAULT_JOB_QUEUE_SIZE = 100  # requests waiting per model; beyond it TorchServe answers 503 at once
 LAUNCHER = "import sys; from ts.model_server import start; sys.exit(start())"
 PID_FILE = ".model_server.pid"  # Java's pid, written by the launcher into TMPDIR
 
@@ -108,50 +106,26 @@ def read_keys(run_dir: str | os.PathLike) -> dict | None:
     return {name: raw.get(name, {}).get("key") for name in ("management", "inference", "API")}
 
 
-def metrics_config_path() -> str:
-    """The metrics declarations (TorchServe's defaults and squeezetime's stages) shipped beside this module."""
-    return str(resources.files(__package__).joinpath("metrics.yaml"))
-
-
-def log_config_path() -> str:
-    """TorchServe's logging for serving (log4j2.xml beside this module): INFO and up, one access line per request,
-    no per-request DEBUG chatter and no second copy on stdout (TorchServe's default logs ~30 lines a request)."""
-    return str(resources.files(__package__).joinpath("log4j2.xml"))
-
-
-def template_text() -> str:
-    return resources.files(__package__).joinpath("config.properties").read_text(encoding="utf-8")
-
-
-def render_config(values: dict, template: str | None = None) -> str:
-    """The template with ``key=value`` lines replaced (comments kept); keys it lacks are appended."""
-    values = {k: str(v) for k, v in values.items()}
-    out, seen = [], set()
-    for line in (template or template_text()).splitlines():
-        key = line.split("=", 1)[0].strip() if "=" in line and not line.lstrip().startswith("#") else None
-        if key in values:
-            out.append(f"{key}={values[key]}")
-            seen.add(key)
-        else:
-            out.append(line)
-    out += [f"{k}={v}" for k, v in values.items() if k not in seen]
-    return "\n".join(out) + "\n"
-
-
 def free_ports() -> dict:
     """A free loopback port for each of TorchServe's endpoints."""
     return free_loopback_ports(list(DEFAULT_PORTS))
 
 
-def _alive(pgid: int) -> bool:
+def alive(pgid: int) -> bool:
     """The server's process group still has a member (a launcher this process started is reaped first)."""
     return group_alive(pgid)
 
 
+def _process_options(run: Path) -> dict:
+    """How the server's process group is stopped and quoted: SIGTERM to the whole group (Java shuts its
+    workers down), errors quote the reason found in the logs."""
+    return {"name": "TorchServe", "stop_signal": signal.SIGTERM, "signal_group": True,
+            "tail": lambda: log_reason(run / "logs")}
+
+
 def _supervisor(pgid: int, run: Path) -> ManagedProcess:
     """The group of the launcher ``pgid`` (the object that started it, when this process did)."""
-    return ManagedProcess.for_group(pgid, name="TorchServe", stop_signal=signal.SIGTERM, signal_group=True,
-                                    tail=lambda: log_reason(run / "logs"))
+    return ManagedProcess.for_group(pgid, **_process_options(run))
 
 
 def log_reason(log_dir: str | os.PathLike, lines: int = 25) -> str:
@@ -218,6 +192,7 @@ def _models_in_store(store: Path, models: dict[str, str] | None) -> dict[str, st
     return {archive_model_name(m): m.name for m in mars}
 
 
+
 def _forget(run: Path) -> None:
     """Remove the state a server of ``run`` leaves: state.json, keys, TorchServe's pid file, worker sockets.
     Only for a server whose process group is gone."""
@@ -245,64 +220,16 @@ def start(model_store: str | os.PathLike, *, models: dict[str, str] | None = Non
         raise TorchServeError(f"model store {store} is not a directory")
     serve = _models_in_store(store, models)
     run = Path(run_dir or default_run_dir()).resolve()
-    previous = ServerInfo.load(run)
-    if previous is not None and _alive(previous.pid):
-        raise TorchServeError(f"a TorchServe from {run} is already running (pid {previous.pid}); "
-                              f"`squeezetime torchserve stop --run-dir {run}` first")
-    if previous is not None:  # its process group died without `stop` (SIGKILL, OOM): stale state
-        _forget(run)
-    ports = {**DEFAULT_PORTS, **(ports or {})}
-    busy = [f"{name} {port}" for name, port in ports.items() if port_in_use(port)]
-    if busy:
-        raise TorchServeError(f"port(s) already in use on 127.0.0.1: {', '.join(busy)}")
-    if (run / "logs").exists():  # keep the previous run's logs once; start with empty ones
-        shutil.rmtree(run / "logs.prev", ignore_errors=True)
-        (run / "logs").rename(run / "logs.prev")
-    for sub in ("tmp", "logs"):
-        (run / sub).mkdir(parents=True, exist_ok=True)
-    for stale in ("key_file.json", "state.json"):
-        (run / stale).unlink(missing_ok=True)
-    values = {
-        "inference_address": f"http://127.0.0.1:{ports['inference']}",
-        "management_address": f"http://127.0.0.1:{ports['management']}",
-        "metrics_address": f"http://127.0.0.1:{ports['metrics']}",
-        "grpc_inference_address": "127.0.0.1", "grpc_inference_port": ports["grpc"],
-        "grpc_management_address": "127.0.0.1", "grpc_management_port": ports["grpc_management"],
-        "max_request_size": int(max_request_size),
-        "job_queue_size": int(job_queue_size),
-        "disable_token_authorization": str(not token_auth).lower(),
-        "enable_model_api": str(bool(enable_model_api)).lower(),
-        "model_store": store,
-        "load_models": ",".join(f"{n}={m}" for n, m in serve.items()),
-        # TorchServe's own metrics plus squeezetime's (docs/metrics.md), served as Prometheus text
-        "metrics_mode": "prometheus", "metrics_config": metrics_config_path(),
-        **(extra_config or {}),
-    }
+    _refuse_a_running_server(run)
+    ports = _free_or_refuse({**DEFAULT_PORTS, **(ports or {})})
+    _fresh_run_dir(run)
+    limits = {"max_request_size": int(max_request_size), "job_queue_size": int(job_queue_size),
+              "enable_model_api": bool(enable_model_api)}
     config = run / "config.properties"
-    config.write_text(render_config(values))
-    env = dict(os.environ)
-    env.update(TMPDIR=str(run / "tmp"), TEMP=str(run / "tmp"), LOG_LOCATION=str(run / "logs"),
-               METRICS_LOCATION=str(run / "logs"))
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    if java_home:
-        env["JAVA_HOME"] = java_home
-    cmd = [sys.executable, "-c", LAUNCHER, "--start", "--foreground", "--ncs", "--ts-config", str(config),
-           "--model-store", str(store), "--log-config", log_config_path(),
-           "--models", *(f"{n}={m}" for n, m in serve.items())]
-    if not token_auth:
-        cmd.append("--disable-token-auth")
-    if enable_model_api:
-        cmd.append("--enable-model-api")
-    proc = ManagedProcess(cmd, cwd=run, env=env, log_path=run / "logs" / "console.log", append_log=True,
-                          name="TorchServe", stop_signal=signal.SIGTERM, signal_group=True, detached=True,
-                          tail=lambda: log_reason(run / "logs"))
-    try:
-        proc.start()
-    except ProcessError as e:
-        raise TorchServeError(str(e)) from e
-    info = ServerInfo(str(run), proc.pid, ports, list(serve), str(store), token_auth,
-                      {"max_request_size": int(max_request_size), "job_queue_size": int(job_queue_size),
-                       "enable_model_api": bool(enable_model_api)})
+    config.write_text(render_config(server_config(ports, store, serve, token_auth=token_auth, extra=extra_config,
+                                                  **limits)))
+    proc = _launch(run, _command(config, store, serve, token_auth, enable_model_api), java_home)
+    info = ServerInfo(str(run), proc.pid, ports, list(serve), str(store), token_auth, limits)
     info.save()
     try:
         wait_ready(info, timeout, proc)
@@ -310,6 +237,62 @@ def start(model_store: str | os.PathLike, *, models: dict[str, str] | None = Non
         stop(run, timeout=30)
         raise
     return info
+
+
+def _refuse_a_running_server(run: Path) -> None:
+    """One server per run directory; the state of one whose process group died without ``stop`` is forgotten."""
+    previous = ServerInfo.load(run)
+    if previous is not None and alive(previous.pid):
+        raise TorchServeError(f"a TorchServe from {run} is already running (pid {previous.pid}); "
+                              f"`squeezetime torchserve stop --run-dir {run}` first")
+    if previous is not None:  # its process group died without `stop` (SIGKILL, OOM): stale state
+        _forget(run)
+
+
+def _free_or_refuse(ports: dict) -> dict:
+    busy = [f"{name} {port}" for name, port in ports.items() if port_in_use(port)]
+    if busy:
+        raise TorchServeError(f"port(s) already in use on 127.0.0.1: {', '.join(busy)}")
+    return ports
+
+
+def _fresh_run_dir(run: Path) -> None:
+    """tmp/ and empty logs/ (the previous run's kept once as logs.prev), no keys or state of an earlier server."""
+    if (run / "logs").exists():
+        shutil.rmtree(run / "logs.prev", ignore_errors=True)
+        (run / "logs").rename(run / "logs.prev")
+    for sub in ("tmp", "logs"):
+        (run / sub).mkdir(parents=True, exist_ok=True)
+    for stale in ("key_file.json", "state.json"):
+        (run / stale).unlink(missing_ok=True)
+
+
+def _command(config: Path, store: Path, serve: dict[str, str], token_auth: bool,
+             enable_model_api: bool) -> list[str]:
+    cmd = [sys.executable, "-c", LAUNCHER, "--start", "--foreground", "--ncs", "--ts-config", str(config),
+           "--model-store", str(store), "--log-config", log_config_path(),
+           "--models", *(f"{n}={m}" for n, m in serve.items())]
+    if not token_auth:
+        cmd.append("--disable-token-auth")
+    if enable_model_api:
+        cmd.append("--enable-model-api")
+    return cmd
+
+
+def _launch(run: Path, cmd: list[str], java_home: str | None) -> ManagedProcess:
+    """Start the launcher detached (it outlives this process), its temp files and logs in the run directory."""
+    env = dict(os.environ)
+    env.update(TMPDIR=str(run / "tmp"), TEMP=str(run / "tmp"), LOG_LOCATION=str(run / "logs"),
+               METRICS_LOCATION=str(run / "logs"))
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    if java_home:
+        env["JAVA_HOME"] = java_home
+    proc = ManagedProcess(cmd, cwd=run, env=env, log_path=run / "logs" / "console.log", append_log=True,
+                          detached=True, **_process_options(run))
+    try:
+        return proc.start()
+    except ProcessError as e:
+        raise TorchServeError(str(e)) from e
 
 
 def wait_ready(info: ServerInfo, timeout: float, proc: "ManagedProcess | subprocess.Popen | None" = None) -> None:
@@ -351,7 +334,7 @@ def stop(run_dir: str | os.PathLike | None = None, timeout: float = 60.0) -> boo
     """Stop the run directory's TorchServe and wait until all its processes are gone. False: none ran."""
     run = Path(run_dir or default_run_dir()).resolve()
     info = ServerInfo.load(run)
-    if info is None or not _alive(info.pid):
+    if info is None or not alive(info.pid):
         if info is not None:  # the group died without `stop`: forget its stale state
             _forget(run)
         return False
@@ -365,10 +348,25 @@ def stop(run_dir: str | os.PathLike | None = None, timeout: float = 60.0) -> boo
     return True
 
 
+def status(run_dir: str | os.PathLike | None = None) -> dict:
+    """``{"running": False}``, or the running server's pid, ports and each model's worker states (or why they
+    could not be asked)."""
+    info = ServerInfo.load(run_dir or default_run_dir())
+    if info is None or not alive(info.pid):
+        return {"running": False}
+    models = {}
+    for model in info.models:
+        try:
+            models[model] = worker_status(info, model)
+        except OSError as e:
+            models[model] = f"unreachable: {e}"
+    return {"running": True, "pid": info.pid, "ports": info.ports, "models": models}
+
+
 def run_foreground(info: ServerInfo) -> int:
     """Block until the server exits (Ctrl-C stops it)."""
     try:
-        while _alive(info.pid):
+        while alive(info.pid):
             time.sleep(1.0)
     except KeyboardInterrupt:
         stop(info.run_dir)
