@@ -28,8 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import squeezetime  # noqa: E402
-from squeezetime.serving import perf_analyzer as pa  # noqa: E402
-from squeezetime.serving.triton.bench import _run_load, in_process_classifier, in_process_throughput  # noqa: E402
+from squeezetime.bench import perf_analyzer as pa  # noqa: E402
+from squeezetime.bench.plot import figure  # noqa: E402
+from squeezetime.bench.serving import in_process_classifier, in_process_throughput, run_load  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -62,7 +63,7 @@ def under_load(measure) -> tuple[object, dict]:
 
 
 def torchserve(args, classifier, out: Path) -> list[dict]:
-    from squeezetime.serving.bench_perf import torchserve_clip_server
+    from squeezetime.bench.serving import torchserve_clip_server
     from squeezetime.serving.torchserve.archive import ArchiveOptions
     from squeezetime.serving.torchserve.client import RestClient
 
@@ -73,9 +74,9 @@ def torchserve(args, classifier, out: Path) -> list[dict]:
         level = pa.Level(model, info.inference_url.replace("http://", ""), args.concurrency,
                          service_kind="torchserve", protocol="http", input_data=data, requests_per_window=30)
         clients = {"perf_analyzer (multipart)": lambda: pa.measure(level)["requests_per_s"],
-                   "RestClient (raw body)": lambda: _run_load(args.concurrency, 120, lambda w: rest.predict(body),
+                   "RestClient (raw body)": lambda: run_load(args.concurrency, 120, lambda w: rest.predict(body),
                                                               1)["clips_per_s"]}
-        _run_load(args.concurrency, 16, lambda w: rest.predict(body), 1)  # workers warm, JIT compiled
+        run_load(args.concurrency, 16, lambda w: rest.predict(body), 1)  # workers warm, JIT compiled
         for name, load in clients.items():
             reference = in_process_throughput(classifier, 8, 3.0)["clips_per_s"]
             rps, split = under_load(load)
@@ -136,27 +137,20 @@ def main(argv=None) -> int:
 
 def plot(rows: list[dict], path: Path) -> None:
     """One stacked bar per measurement: the CPU % of each busy process (names without pids), throughput on top."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     names = sorted({k.split(":")[0] for r in rows for k in r["cpu_percent"]})
-    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(rows), 4.5))
-    labels = [r.get("client") or f"concurrency {r['concurrency']}" for r in rows]
-    bottom = np.zeros(len(rows))
-    for name in names:
-        share = np.array([sum(v for k, v in r["cpu_percent"].items() if k.split(":")[0] == name) for r in rows])
-        ax.bar(labels, share, bottom=bottom, label=name)
-        bottom += share
-    for i, r in enumerate(rows):
-        ax.text(i, bottom[i] + 3, f"{r['requests_per_s']:.1f} req/s", ha="center", fontsize=8)
-    ax.axhline(100 * (os.cpu_count() or 1), color="grey", linestyle=":", linewidth=1)
-    ax.set_ylabel("CPU % (100 = one core)")
-    ax.set_title(f"{rows[0]['server']}: CPU by process under load")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path, figsize=(1.8 + 1.6 * len(rows), 4.5)) as (_, ax):
+        labels = [r.get("client") or f"concurrency {r['concurrency']}" for r in rows]
+        bottom = np.zeros(len(rows))
+        for name in names:
+            share = np.array([sum(v for k, v in r["cpu_percent"].items() if k.split(":")[0] == name) for r in rows])
+            ax.bar(labels, share, bottom=bottom, label=name)
+            bottom += share
+        for i, r in enumerate(rows):
+            ax.text(i, bottom[i] + 3, f"{r['requests_per_s']:.1f} req/s", ha="center", fontsize=8)
+        ax.axhline(100 * (os.cpu_count() or 1), color="grey", linestyle=":", linewidth=1)
+        ax.set_ylabel("CPU % (100 = one core)")
+        ax.set_title(f"{rows[0]['server']}: CPU by process under load")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 # Triton's own benchmark client. perf_analyzer ships only in the tritonclient 2.51.0 wheel (.venv has a newer
 # tritonclient for the Python client), so it gets its own small venv. It loads libb64.so.0d (Debian libb64-0d,
 # installed with apt when missing) and libcudart.so.12 (load-time only, no GPU used: the nvidia-cuda-runtime-cu12
-# wheel; squeezetime.serving.perf_analyzer puts it on LD_LIBRARY_PATH).
+# wheel; squeezetime.bench.perf_analyzer puts it on LD_LIBRARY_PATH).
 PERF_VENV  := $(VENV)-perf
 PERF_STAMP := $(PERF_VENV)/.installed
 

@@ -206,7 +206,7 @@ def test_bench_command_writes_json_and_png(tmp_path):
 
 
 def test_network_input_micro_benchmark_times_both_ways_to_the_stem_input():
-    from squeezetime.cli.bench import network_input_benchmark
+    from squeezetime.bench.operators import network_input_benchmark
 
     clip = torch.randint(0, 256, (1, 16, 32, 32, 3), dtype=torch.uint8)
     result = network_input_benchmark(clip, reps=3)

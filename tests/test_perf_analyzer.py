@@ -9,7 +9,7 @@ import struct
 import numpy as np
 import pytest
 
-from squeezetime.serving import perf_analyzer as pa
+from squeezetime.bench import perf_analyzer as pa
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]  # runs perf_analyzer benchmarks
 
@@ -87,10 +87,10 @@ def test_bench_perf_writes_its_report(binary, tmp_path, served_model):
     reference next to perf_analyzer's figures, and the PNG."""
     import json
 
-    from squeezetime.serving.bench_perf import run_benchmark
+    from squeezetime.bench.serving import run_perf_benchmark
 
-    report = run_benchmark(served_model, out=tmp_path, concurrencies=[1], requests_per_window=4,
-                           in_process_seconds=0.5, torchserve=False, video=False, threads=2)
+    report = run_perf_benchmark(served_model, out=tmp_path, concurrencies=[1], requests_per_window=4,
+                                in_process_seconds=0.5, torchserve=False, video=False, threads=2)
     saved = json.loads((tmp_path / "bench_perf.json").read_text())
     assert saved["triton_clip"] == report["triton_clip"] and len(saved["triton_clip"]) == 1
     row = saved["triton_clip"][0]
@@ -105,7 +105,7 @@ def test_budget_benchmark_floods_from_other_processes(triton):
     process times a cheap video; both processes end."""
     import multiprocessing
 
-    from squeezetime.serving.bench_perf import bench_budget
+    from squeezetime.bench.decode_budget import bench_budget
 
     result = bench_budget(triton.grpc_url, rounds=2)
     assert result["over_budget_requests"] >= 2 and "(setting max_" in result["over_budget_answer"]

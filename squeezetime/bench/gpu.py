@@ -27,6 +27,8 @@ import time
 
 import torch
 
+from .plot import figure
+
 TARGETS = {"min_ratio_to_compile": 1.0, "ratio_batches": (1, 8, 64), "clips_per_s_at_256": 15000,
            "max_ms_at_batch_1": 2.0, "end_to_end_fraction_at_256": 0.8}
 
@@ -184,30 +186,23 @@ def print_table(records: list[dict]) -> None:
 
 
 def plot(records: list[dict], path: str, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = sorted({r["row"] for r in records})
     batches = sorted({r["batch"] for r in records})
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-    width = 0.8 / max(len(rows), 1)
-    for ax, mode in zip(axes, ("network", "end_to_end")):
-        by = {(r["row"], r["batch"]): r["clips_per_s"] for r in records if r["mode"] == mode}
-        for i, row in enumerate(rows):
-            xs = [j + i * width for j in range(len(batches))]
-            bars = ax.bar(xs, [by.get((row, b), 0) for b in batches], width, label=row)
-            ax.bar_label(bars, fmt="%.0f", fontsize=7, rotation=90)
-        ax.set_xticks([j + width * (len(rows) - 1) / 2 for j in range(len(batches))], [f"batch {b}" for b in batches])
-        ax.set_yscale("log")
-        ax.set_title(mode.replace("_", " "))
-    axes[0].set_ylabel("clips/s (log)")
-    axes[1].legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path, 1, 2, figsize=(12, 4.5), sharey=True) as (fig, axes):
+        width = 0.8 / max(len(rows), 1)
+        for ax, mode in zip(axes, ("network", "end_to_end")):
+            by = {(r["row"], r["batch"]): r["clips_per_s"] for r in records if r["mode"] == mode}
+            for i, row in enumerate(rows):
+                xs = [j + i * width for j in range(len(batches))]
+                bars = ax.bar(xs, [by.get((row, b), 0) for b in batches], width, label=row)
+                ax.bar_label(bars, fmt="%.0f", fontsize=7, rotation=90)
+            ax.set_xticks([j + width * (len(rows) - 1) / 2 for j in range(len(batches))],
+                          [f"batch {b}" for b in batches])
+            ax.set_yscale("log")
+            ax.set_title(mode.replace("_", " "))
+        axes[0].set_ylabel("clips/s (log)")
+        axes[1].legend()
+        fig.suptitle(title)
 
 
 def write_results(args, raw: dict, memory: dict) -> list[dict]:

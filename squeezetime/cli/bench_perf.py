@@ -1,4 +1,5 @@
-"""``squeezetime bench-perf``: Triton's perf_analyzer against our Triton models and TorchServe, vs in-process."""
+"""``squeezetime bench-perf``: Triton's perf_analyzer against our Triton models and TorchServe, vs in-process
+(``squeezetime.bench.serving.run_perf_benchmark``)."""
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,7 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import squeezetime
-    from ..serving.bench_perf import run_benchmark
+    from ..bench.serving import run_perf_benchmark
 
     try:
         levels = [int(c) for c in args.concurrency.split(",")]
@@ -40,10 +41,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: --concurrency must be positive integers, got {args.concurrency!a}")
         return EXIT_USAGE
     model = squeezetime.load_checkpoint(args.checkpoint) if args.checkpoint else squeezetime.demo_model()
-    report = run_benchmark(model, out=args.out, concurrencies=levels, max_batch_size=args.max_batch_size,
-                           dtype=args.dtype, in_process_seconds=args.in_process_seconds,
-                           requests_per_window=args.requests_per_window, torchserve=not args.no_torchserve,
-                           torchserve_batch_size=args.max_batch_size, video=not args.no_video,
-                           checkpoint=args.checkpoint, model_name=args.checkpoint or "demo", backend=args.backend)
+    report = run_perf_benchmark(model, out=args.out, concurrencies=levels, max_batch_size=args.max_batch_size,
+                                dtype=args.dtype, in_process_seconds=args.in_process_seconds,
+                                requests_per_window=args.requests_per_window, torchserve=not args.no_torchserve,
+                                torchserve_batch_size=args.max_batch_size, video=not args.no_video,
+                                checkpoint=args.checkpoint, model_name=args.checkpoint or "demo",
+                                backend=args.backend)
     print(json.dumps(report, indent=2))
     return EXIT_OK

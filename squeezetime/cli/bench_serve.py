@@ -1,4 +1,5 @@
-"""``squeezetime bench-serve``: Triton-served vs in-process throughput and latency (JSON + PNG)."""
+"""``squeezetime bench-serve``: Triton-served vs in-process throughput and latency (JSON + PNG), measured by
+``squeezetime.bench.serving.run_serve_benchmark``."""
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,7 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import squeezetime
-    from ..serving.triton.bench import run_benchmark
+    from ..bench.serving import run_serve_benchmark
 
     if args.checkpoint:
         model, name = squeezetime.load_checkpoint(args.checkpoint), args.checkpoint
@@ -36,10 +37,10 @@ def run(args: argparse.Namespace) -> int:
         name = f"{args.arch} (random weights{', width x%g' % args.width if args.width else ''})"
     else:
         model, name = squeezetime.demo_model(), "demo (SqueezeTime-50 x1/4, 8 classes)"
-    report = run_benchmark(model, out=args.out, concurrencies=[int(c) for c in args.concurrency.split(",")],
-                           requests_per_level=args.requests, video_requests_per_level=args.video_requests,
-                           views=args.views, dtype=args.dtype, max_batch_size=args.max_batch_size,
-                           in_process_seconds=args.in_process_seconds, shared_memory=args.shared_memory,
-                           model_name=name)
+    report = run_serve_benchmark(model, out=args.out, concurrencies=[int(c) for c in args.concurrency.split(",")],
+                                 requests_per_level=args.requests, video_requests_per_level=args.video_requests,
+                                 views=args.views, dtype=args.dtype, max_batch_size=args.max_batch_size,
+                                 in_process_seconds=args.in_process_seconds, shared_memory=args.shared_memory,
+                                 model_name=name)
     print(json.dumps(report, indent=2))
     return 0
