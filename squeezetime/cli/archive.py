@@ -8,7 +8,7 @@ import sys
 def register(sub) -> None:
     from ..backends import DTYPES, available_backends
     from ..serving.torchserve.archive import DEVICES, LEGACY_OPTIMIZE
-    from .triton import device_ids
+    from .common import device_ids
 
     p = sub.add_parser("archive", help="build a TorchServe .mar archive (torch-model-archiver)",
                        description="Build <out>/<model-name>.mar: the checkpoint, the handler entry point, "

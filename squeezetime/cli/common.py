@@ -37,6 +37,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def device_ids(text: str) -> tuple[int, ...]:
+    """``--gpus 0,1`` -> (0, 1)."""
+    try:
+        ids = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected GPU ids like 0,1, got {text!r}") from None
+    if not ids or min(ids) < 0:
+        raise argparse.ArgumentTypeError(f"expected GPU ids >= 0 like 0,1, got {text!r}")
+    return ids
+
+
 def load_model(args: argparse.Namespace):
     """The ``SqueezeTime`` network the model options name (for commands that transform it, e.g. export)."""
     import squeezetime

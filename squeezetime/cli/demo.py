@@ -45,10 +45,11 @@ def report(results: list[tuple[str, str, str, float]]) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .triton import demo_via_triton, serving_available
+    from ..serving.triton.demo import classify_via_triton, serving_available
 
     if args.via == "triton" or (args.via is None and serving_available()):
-        return report(demo_via_triton(write_demo_videos(args.out, args.per_class)))
+        videos = write_demo_videos(args.out, args.per_class)
+        return report(classify_via_triton(videos, progress=lambda line: print(line, file=sys.stderr, flush=True)))
     from tqdm import tqdm
 
     import squeezetime

@@ -4,9 +4,8 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import tempfile
 
-from .common import EXIT_USAGE, classify_videos, positive_int
+from .common import EXIT_USAGE, classify_videos, device_ids, positive_int
 from .timeline import positive_seconds
 
 
@@ -76,17 +75,6 @@ def register(sub) -> None:
     p.add_argument("--stride", type=positive_seconds, default=1.0,
                    help="--timeline: seconds between windows (default 1)")
     p.set_defaults(func=run_client, csv=False, plot=None)
-
-
-def device_ids(text: str) -> tuple[int, ...]:
-    """``--gpus 0,1`` -> (0, 1)."""
-    try:
-        ids = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected GPU ids like 0,1, got {text!r}") from None
-    if not ids or min(ids) < 0:
-        raise argparse.ArgumentTypeError(f"expected GPU ids >= 0 like 0,1, got {text!r}")
-    return ids
 
 
 def run_repo(args: argparse.Namespace) -> int:
@@ -201,40 +189,3 @@ def client_timeline(args: argparse.Namespace, client) -> int:
 
 
 __all__ = ["register"]
-
-
-def serving_available() -> bool:
-    """True when the serving extra is there: tritonclient importable and a tritonserver found."""
-    import importlib.util
-
-    from ..serving.triton import TritonServerError, find_tritonserver
-    if importlib.util.find_spec("tritonclient") is None:
-        return False
-    try:
-        find_tritonserver()
-        return True
-    except TritonServerError:
-        return False
-
-
-def demo_via_triton(videos: list[tuple[str, str]], concurrency: int = 8) -> list[tuple[str, str, str, float]]:
-    """Build the demo repository, start tritonserver, classify ``videos`` over gRPC (squeezetime_video,
-    ``concurrency`` requests in flight), stop the server. Returns [(path, truth, label, probability)]."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    import squeezetime
-    from ..serving.triton import TritonServer, write_repository
-    from ..triton import TritonClient
-
-    with tempfile.TemporaryDirectory(prefix="squeezetime-demo-repo-") as tmp:
-        repo = write_repository(tmp, squeezetime.demo_model())
-        print("demo: starting tritonserver ...", file=sys.stderr, flush=True)
-        with TritonServer(repo) as server:
-            print(f"demo: Triton ready at gRPC {server.grpc_url}; classifying {len(videos)} videos through "
-                  "squeezetime_video", file=sys.stderr, flush=True)
-            with TritonClient(server.grpc_url, timeout=300) as client, ThreadPoolExecutor(concurrency) as pool:
-                tops = list(pool.map(lambda item: client.classify(item[0], topk=1)[0], videos))
-                batches = client.batch_sizes()
-            print(f"demo: clip-model executions by batch size: {dict(sorted(batches.items()))}", file=sys.stderr)
-        print("demo: tritonserver stopped", file=sys.stderr, flush=True)
-    return [(path, truth, label, prob) for (path, truth), (label, prob) in zip(videos, tops)]
