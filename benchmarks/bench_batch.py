@@ -87,21 +87,16 @@ def ray_driver(address: str, corpus: Path) -> None:
 
 
 def draw(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from squeezetime.bench.plot import figure
 
     names = list(result["videos_per_s"])
     values = [result["videos_per_s"][n] for n in names]
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    bars = ax.bar(names, values, color=["#999999", "#1f77b4", "#ff7f0e", "#d62728"][:len(names)])
-    ax.bar_label(bars, fmt="%.2f")
-    ax.set_ylabel("videos/s (higher is better)")
-    ax.set_title(f"squeezetime batch: {result['videos']} demo videos, 1x1, {result['cpus']} CPUs "
-                 f"({result['note']})", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with figure(path, figsize=(7, 3.6), dpi=120) as (_, ax):
+        bars = ax.bar(names, values, color=["#999999", "#1f77b4", "#ff7f0e", "#d62728"][:len(names)])
+        ax.bar_label(bars, fmt="%.2f")
+        ax.set_ylabel("videos/s (higher is better)")
+        ax.set_title(f"squeezetime batch: {result['videos']} demo videos, 1x1, {result['cpus']} CPUs "
+                     f"({result['note']})", fontsize=9)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -187,29 +187,24 @@ def through_torchserve(still_path: str, cheap: bytes, rounds: int, work: Path) -
 
 
 def plot(result: dict, path: Path) -> None:
-    import matplotlib
+    from squeezetime.bench.plot import figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    local = result["in_process"]
-    axes[0].bar(list(local), [local[v]["median_s"] for v in local], color="tab:blue")
-    axes[0].set_title("200,000-frame still video refused, in process")
-    axes[0].set_ylabel("seconds (median)")
-    for i, v in enumerate(local):
-        axes[0].text(i, local[v]["median_s"], f"{local[v]['frames_decoded']} frames decoded", ha="center",
-                     va="bottom")
-    triton = result.get("triton")
-    if triton:
-        beside = triton["cheap_beside_two_uploads_s"]
-        values = [triton["cheap_alone_s"]] + [beside[v] for v in beside]
-        ratios = ", ".join(f"x{triton['ratio_median'][v]:.2f}" for v in beside)
-        axes[1].boxplot(values, tick_labels=["alone"] + [f"beside 2 {v} uploads" for v in beside])
-        axes[1].set_title(f"cheap 1x1 request through Triton: {ratios} (medians)")
-        axes[1].set_ylabel("seconds")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with figure(path, 1, 2, figsize=(10, 4), dpi=100) as (_, axes):
+        local = result["in_process"]
+        axes[0].bar(list(local), [local[v]["median_s"] for v in local], color="tab:blue")
+        axes[0].set_title("200,000-frame still video refused, in process")
+        axes[0].set_ylabel("seconds (median)")
+        for i, v in enumerate(local):
+            axes[0].text(i, local[v]["median_s"], f"{local[v]['frames_decoded']} frames decoded", ha="center",
+                         va="bottom")
+        triton = result.get("triton")
+        if triton:
+            beside = triton["cheap_beside_two_uploads_s"]
+            values = [triton["cheap_alone_s"]] + [beside[v] for v in beside]
+            ratios = ", ".join(f"x{triton['ratio_median'][v]:.2f}" for v in beside)
+            axes[1].boxplot(values, tick_labels=["alone"] + [f"beside 2 {v} uploads" for v in beside])
+            axes[1].set_title(f"cheap 1x1 request through Triton: {ratios} (medians)")
+            axes[1].set_ylabel("seconds")
 
 
 def main(argv=None) -> int:

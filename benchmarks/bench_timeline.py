@@ -120,29 +120,23 @@ def main() -> int:
 
 
 def draw(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from squeezetime.bench.plot import figure
 
     key = f"net_per_clip_batch{result['batch_size']}_s"
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    for i, r in enumerate(result["rounds"]):
-        net = r["windows"] * r[key]
-        ax.barh(2 * i + 1, net, color="tab:blue", label="windows x network per clip" if i == 0 else None)
-        ax.barh(2 * i + 1, r["decode_s"], left=net, color="tab:orange",
-                label="one sequential decode" if i == 0 else None)
-        ax.barh(2 * i, r["timeline_s"], color="tab:green", label="timeline wall time" if i == 0 else None)
-        ratio = r[f"ratio_vs_batch{result['batch_size']}"]
-        ax.text(r["timeline_s"], 2 * i, f" {ratio:.2f}x", va="center")
-    ax.set_yticks([])
-    ax.set_xlabel("seconds")
-    ax.set_title(f"timeline of a {result['seconds']:.0f} s {result['size']} video, stride {result['stride']} s "
-                 f"({result['model']} model)")
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with figure(path, figsize=(7, 3.5), dpi=100) as (_, ax):
+        for i, r in enumerate(result["rounds"]):
+            net = r["windows"] * r[key]
+            ax.barh(2 * i + 1, net, color="tab:blue", label="windows x network per clip" if i == 0 else None)
+            ax.barh(2 * i + 1, r["decode_s"], left=net, color="tab:orange",
+                    label="one sequential decode" if i == 0 else None)
+            ax.barh(2 * i, r["timeline_s"], color="tab:green", label="timeline wall time" if i == 0 else None)
+            ratio = r[f"ratio_vs_batch{result['batch_size']}"]
+            ax.text(r["timeline_s"], 2 * i, f" {ratio:.2f}x", va="center")
+        ax.set_yticks([])
+        ax.set_xlabel("seconds")
+        ax.set_title(f"timeline of a {result['seconds']:.0f} s {result['size']} video, stride {result['stride']} s "
+                     f"({result['model']} model)")
+        ax.legend(loc="lower right", fontsize=8)
 
 
 if __name__ == "__main__":

@@ -119,30 +119,25 @@ def triton_target(work: Path, checkpoint: str | None, stack):
 
 
 def plot(report: dict, path: Path) -> None:
-    import matplotlib
+    from squeezetime.bench.plot import figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    for target, rows in report["results"].items():
-        for kind, style in (("clip", "-o"), ("video", "--s")):
-            pts = [r for r in rows if r["kind"] == kind]
-            if not pts:
-                continue
-            c = [r["concurrency"] for r in pts]
-            axes[0].plot(c, [r["req_per_s"] for r in pts], style, label=f"{target} {kind}")
-            axes[1].plot(c, [r["p50_ms"] for r in pts], style, label=f"{target} {kind}")
-            axes[2].plot(c, [r["p95_ms"] for r in pts], style, label=f"{target} {kind}")
-    for ax, title in zip(axes, ("requests/s", "p50 latency (ms)", "p95 latency (ms)")):
-        ax.set_title(title)
-        ax.set_xlabel("concurrent clients")
-        ax.set_xticks(CONCURRENCY)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"SqueezeTime {report['model']} on {report['machine']}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with figure(path, 1, 3, figsize=(15, 4.2), dpi=110) as (fig, axes):
+        for target, rows in report["results"].items():
+            for kind, style in (("clip", "-o"), ("video", "--s")):
+                pts = [r for r in rows if r["kind"] == kind]
+                if not pts:
+                    continue
+                c = [r["concurrency"] for r in pts]
+                axes[0].plot(c, [r["req_per_s"] for r in pts], style, label=f"{target} {kind}")
+                axes[1].plot(c, [r["p50_ms"] for r in pts], style, label=f"{target} {kind}")
+                axes[2].plot(c, [r["p95_ms"] for r in pts], style, label=f"{target} {kind}")
+        for ax, title in zip(axes, ("requests/s", "p50 latency (ms)", "p95 latency (ms)")):
+            ax.set_title(title)
+            ax.set_xlabel("concurrent clients")
+            ax.set_xticks(CONCURRENCY)
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=8)
+        fig.suptitle(f"SqueezeTime {report['model']} on {report['machine']}", fontsize=10)
 
 
 def main(argv=None) -> int:

@@ -78,27 +78,22 @@ def speed(rounds: int, batches: list[int], calibration_clips: int, skip: list[st
 
 
 def draw(result: dict, path: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from squeezetime.bench.plot import figure
 
     rows = result["speed"]["rows"]
     batches = sorted({r["batch"] for r in rows})
     names = list(dict.fromkeys(r["path"] for r in rows))
-    fig, ax = plt.subplots(figsize=(7, 4))
-    width = 0.8 / len(names)
-    for i, name in enumerate(names):
-        values = [next(r["clips_per_s"] for r in rows if r["path"] == name and r["batch"] == b) for b in batches]
-        ax.bar([x + i * width for x in range(len(batches))], values, width, label=name)
-    ax.set_xticks([x + width * (len(names) - 1) / 2 for x in range(len(batches))], [f"batch {b}" for b in batches])
-    ax.set_ylabel("clips / s (median of interleaved rounds)")
-    acc = result.get("accuracy") or {}
-    ax.set_title(f"full-width k400, {result['machine']['threads']} threads; demo int8 agreement "
-                 f"{100 * acc.get('agreement', float('nan')):.1f} %", fontsize=9)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with figure(path, figsize=(7, 4), dpi=100) as (_, ax):
+        width = 0.8 / len(names)
+        for i, name in enumerate(names):
+            values = [next(r["clips_per_s"] for r in rows if r["path"] == name and r["batch"] == b) for b in batches]
+            ax.bar([x + i * width for x in range(len(batches))], values, width, label=name)
+        ax.set_xticks([x + width * (len(names) - 1) / 2 for x in range(len(batches))], [f"batch {b}" for b in batches])
+        ax.set_ylabel("clips / s (median of interleaved rounds)")
+        acc = result.get("accuracy") or {}
+        ax.set_title(f"full-width k400, {result['machine']['threads']} threads; demo int8 agreement "
+                     f"{100 * acc.get('agreement', float('nan')):.1f} %", fontsize=9)
+        ax.legend()
 
 
 def main() -> int:

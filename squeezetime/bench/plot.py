@@ -14,7 +14,7 @@ DPI = 110
 
 
 @contextmanager
-def figure(path, nrows: int = 1, ncols: int = 1, **subplots_options):
+def figure(path, nrows: int = 1, ncols: int = 1, *, dpi: int = DPI, **subplots_options):
     """(figure, axes) of ``plt.subplots(nrows, ncols, **subplots_options)`` on the Agg backend; saved to ``path``."""
     import matplotlib
 
@@ -25,7 +25,7 @@ def figure(path, nrows: int = 1, ncols: int = 1, **subplots_options):
     try:
         yield fig, axes
         fig.tight_layout()
-        fig.savefig(path, dpi=DPI)
+        fig.savefig(path, dpi=dpi)
     finally:
         plt.close(fig)
 
