@@ -64,6 +64,13 @@ def cache_key(model: torch.nn.Module, mean, std, image_size: int, **extra) -> st
     return hashlib.blake2b(repr(sorted(parts.items())).encode(), digest_size=12).hexdigest()
 
 
+def engine_key(model: torch.nn.Module, image_size: int, package: str) -> str:
+    """Key of ``model``'s conversion for the engine ``package`` (onnx, openvino): its DataConfig's mean and std
+    (the graph normalises) and the package's version."""
+    dc = model.data_config
+    return cache_key(model, dc.mean, dc.std, image_size, **{package: package_version(package)})
+
+
 def is_cached(kind: str, key: str, filename: str) -> bool:
     return (cache_root() / kind / key / filename).is_file()
 

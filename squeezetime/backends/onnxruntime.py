@@ -45,20 +45,15 @@ def default_image_size(model) -> int:
     return dc.view(dc.default_views).crop_size
 
 
-def _onnx_key(model, image_size: int) -> str:
-    dc = model.data_config
-    return engine_cache.cache_key(model, dc.mean, dc.std, image_size, onnx=engine_cache.package_version("onnx"))
-
-
 def onnx_cached(model, image_size: int) -> bool:
-    return engine_cache.is_cached("onnx", _onnx_key(model, image_size), "model.onnx")
+    return engine_cache.is_cached("onnx", engine_cache.engine_key(model, image_size, "onnx"), "model.onnx")
 
 
 def onnx_file(model, image_size: int) -> tuple[Path, bool]:
     """The cached ONNX export of ``model`` at ``image_size`` (path, whether it was already there)."""
     from ..export.onnx import export_onnx
 
-    key = _onnx_key(model, image_size)
+    key = engine_cache.engine_key(model, image_size, "onnx")
 
     def write(folder: Path) -> None:
         logger.info("squeezetime: exporting the network to ONNX (%dx%d) into the cache", image_size, image_size)

@@ -43,8 +43,7 @@ def native_bf16(core) -> bool:
 def _ir_key(model, image_size: int) -> str:
     # the IR holds float32 weights whatever the dtype (compress_to_fp16=False): one IR serves float32 and bfloat16,
     # the precision is chosen at compile time (and keys OpenVINO's own compiled-blob cache)
-    dc = model.data_config
-    return engine_cache.cache_key(model, dc.mean, dc.std, image_size, openvino=engine_cache.package_version("openvino"))
+    return engine_cache.engine_key(model, image_size, "openvino")
 
 
 def ir_cached(model, image_size: int) -> bool:
