@@ -153,7 +153,7 @@ def group_alive(pgid: int) -> bool:
     that its zombie does not count."""
     proc = _STARTED.get(pgid)
     if proc is not None:
-        proc._reap()
+        proc.poll()  # reaps the leader
     return _group_exists(pgid)
 
 
