@@ -45,7 +45,7 @@ gpu-check:
 
 # Other torch versions (issue #20; docs/kernels.md, "Torch versions"): the CPU extension is built out of tree
 # against each (build/<name>/lib; SQUEEZETIME_EXT_DIR points squeezetime at it) and tests/test_torch_versions.py
-# runs the kernel tests under it: 2.11 (.venv-torch211, the oldest torch setup.py claims) and 2.14.1 (.venv-cuda).
+# runs the kernel tests under it: 2.11 (.venv-torch211, the oldest torch pyproject.toml claims) and 2.14.1 (.venv-cuda).
 # .venv keeps its in-place build against 2.13.
 VENV_TORCH211 := .venv-torch211
 VENV_TORCH211_STAMP := $(VENV_TORCH211)/.installed

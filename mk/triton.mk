@@ -3,18 +3,17 @@
 # stub is built against numpy 1.x (the wheel pins numpy<2), so the models need a numpy<2 environment with
 # torch and av; squeezetime itself comes from this checkout (the launcher names it to the server).
 # `squeezetime serve` finds this venv by itself (or set SQUEEZETIME_TRITONSERVER to a tritonserver binary).
+# Its packages: requirements/venv-triton.txt.
 TRITON_VENV  := $(VENV)-triton
 TRITON_STAMP := $(TRITON_VENV)/.installed
-TRITON_SERVER_REQUIREMENTS := nvidia-pytriton==0.7.0 "numpy<2" torch==2.13.0 av tqdm "opencv-python-headless<4.11"
-# The clip model serves `squeezetime quantize` artifacts with the int8 backend (OpenVINO; numpy 1.x works).
-TRITON_SERVER_REQUIREMENTS += openvino==2026.4.1
+TRITON_SERVER_REQUIREMENTS := requirements/venv-triton.txt
 
 .PHONY: triton-setup bench-serve
 triton-setup: $(TRITON_STAMP)
 
-$(TRITON_STAMP): mk/triton.mk
+$(TRITON_STAMP): mk/triton.mk $(TRITON_SERVER_REQUIREMENTS)
 	test -x $(TRITON_VENV)/bin/python || $(PYTHON) -m venv $(TRITON_VENV)
-	$(TRITON_VENV)/bin/pip install -q $(TRITON_SERVER_REQUIREMENTS)
+	$(TRITON_VENV)/bin/pip install -q -r $(TRITON_SERVER_REQUIREMENTS)
 	touch $@
 
 TEST_DEPS += $(TRITON_STAMP)

@@ -623,7 +623,7 @@ def test_torchserve_image_is_the_pinned_version():
                            .read_text(encoding="utf-8"), re.M))
     dockerfile = DEPLOY / "torchserve" / "Dockerfile"
     assert dockerfile_arg(dockerfile, "TORCHSERVE_VERSION") == pins["torchserve"] == pins["torch-model-archiver"]
-    assert dockerfile_from(dockerfile).startswith("python:3.11")  # squeezetime needs >= 3.10 (setup.py)
+    assert dockerfile_from(dockerfile).startswith("python:3.11")  # squeezetime needs >= 3.10 (pyproject.toml)
 
 
 @pytest.mark.parametrize("directory", ["triton", "torchserve"])

@@ -1,4 +1,5 @@
-"""Packaging: a wheel built from this repository carries its C++ extension and data files, and works on its own.
+"""Packaging: a wheel built from this repository carries its C++ extension and data files, and works on its own;
+the requirements files of this project's venvs agree with the dependencies pyproject.toml declares.
 
 The wheel is built the way the README says (`pip wheel --no-build-isolation`, against the torch of the test's
 interpreter) from a copy of the repository, installed into a fresh venv that has the same torch version and
@@ -12,12 +13,13 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
-
-pytestmark = pytest.mark.slow  # builds a wheel and installs it into a fresh venv
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_CUDA_PY = ROOT / ".venv-cuda" / "bin" / "python"
@@ -55,6 +57,7 @@ def clean_env(**extra: str) -> dict:
     return env
 
 
+@pytest.mark.slow  # builds a wheel and installs it into a fresh venv
 @pytest.mark.timeout(1500)  # measured 3.7 min while other suites shared the 2 cores (CPU time 2.7 min)
 def test_wheel_installs_into_fresh_venv_with_extension_and_data(tmp_path):
     import torch
@@ -139,6 +142,7 @@ def decision_line(python: Path, **env: str) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 @pytest.mark.skipif(not VENV_CUDA_PY.exists(), reason="no .venv-cuda (CUDA build of torch): run `make venv-cuda`")
 def test_cuda_torch_without_gpu_builds_cpu_only_unless_arch_list_given():
@@ -154,3 +158,59 @@ def test_cuda_torch_without_gpu_builds_cpu_only_unless_arch_list_given():
         line = decision_line(VENV_CUDA_PY, **{**no_gpu, "TORCH_CUDA_ARCH_LIST": "9.0"})
         assert "CPU and CUDA extensions" in line and "architectures 9.0 from TORCH_CUDA_ARCH_LIST" in line, line
         assert f"CUDA_HOME={cuda_home}," in line, line
+
+
+# -- requirements/*.txt mirror pyproject.toml ------------------------------------------------------------------------
+# Each file's `# mirrors: GROUP... [except NAME...] [plus NAME...]` line names the pyproject.toml groups it installs
+# (dependencies, build-system, [extra]), the packages of those groups that its venv leaves out, and the packages it
+# adds that squeezetime does not declare.
+REQUIREMENTS = ROOT / "requirements"
+MIRRORS = re.compile(r"^# mirrors: (?P<groups>.*?)(?: except (?P<left_out>.*?))?(?: plus (?P<added>.*))?$", re.M)
+
+
+def by_name(lines: list[str]) -> dict[str, Requirement]:
+    return {canonicalize_name(r.name): r for r in map(Requirement, lines)}
+
+
+def pyproject_groups() -> dict[str, dict[str, Requirement]]:
+    toml = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    groups = {"dependencies": toml["project"]["dependencies"], "build-system": toml["build-system"]["requires"]}
+    groups.update({f"[{name}]": reqs for name, reqs in toml["project"]["optional-dependencies"].items()})
+    return {name: by_name(reqs) for name, reqs in groups.items()}
+
+
+def requirement_lines(path: Path) -> list[str]:
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line]
+
+
+def narrows(pinned: Requirement, declared: Requirement) -> bool:
+    """The file allows no version pyproject.toml does not: the same clauses and maybe more, or exact versions
+    inside the declared range. Package extras and markers must be the same."""
+    if pinned.extras != declared.extras or str(pinned.marker) != str(declared.marker):
+        return False
+    if set(declared.specifier) <= set(pinned.specifier):
+        return True
+    exact = [clause.version for clause in pinned.specifier if clause.operator == "=="]
+    return bool(exact) and all(declared.specifier.contains(version, prereleases=True) for version in exact)
+
+
+@pytest.mark.parametrize("path", sorted(REQUIREMENTS.rglob("*.txt")), ids=lambda p: str(p.relative_to(REQUIREMENTS)))
+def test_requirements_file_mirrors_pyproject(path):
+    header = MIRRORS.search(path.read_text())
+    assert header, f"{path}: no '# mirrors: ...' line naming the pyproject.toml groups it installs"
+    groups = pyproject_groups()
+    declared: dict[str, Requirement] = {}
+    for group in header["groups"].split():
+        assert group in groups, f"{path}: pyproject.toml has no group {group} (it has {', '.join(groups)})"
+        declared.update(groups[group])
+    left_out, added = set((header["left_out"] or "").split()), set((header["added"] or "").split())
+    assert left_out <= declared.keys(), f"{path}: leaves out {left_out - declared.keys()}, which its groups lack"
+    everywhere = {name for group in groups.values() for name in group}
+    assert not added & everywhere, f"{path}: adds {added & everywhere}, which pyproject.toml declares"
+    installed = by_name(requirement_lines(path))
+    expected = declared.keys() - left_out | added
+    assert installed.keys() == expected, (f"{path}: only there {sorted(installed.keys() - expected)}, only in "
+                                          f"pyproject.toml's groups {sorted(expected - installed.keys())}")
+    for name in installed.keys() & declared.keys():
+        assert narrows(installed[name], declared[name]), f"{path}: {installed[name]} vs {declared[name]}"

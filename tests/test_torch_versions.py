@@ -1,5 +1,5 @@
 """The kernels and squeezetime.optimize under the other torch versions CI builds the extension against (issue #20):
-users install squeezetime into the torch they already have, from the oldest one setup.py claims (2.11) on.
+users install squeezetime into the torch they already have, from the oldest one pyproject.toml claims (2.11) on.
 
 .venv runs everything under torch 2.13 with the extension built in place. Here each other venv runs the kernel
 tests in a subprocess, with the CPU extension built against its own torch out of tree (mk/kernels.mk:
