@@ -11,10 +11,8 @@ import argparse
 import json
 import sys
 
+from ..export.artifacts import FORMATS, SUFFIX, export_artifacts
 from .common import add_model_options, load_model
-
-FORMATS = ("exported-program", "onnx", "torchscript", "tensorrt")
-SUFFIX = {"exported-program": ".pt2", "onnx": ".onnx", "torchscript": ".pt", "tensorrt": ".plan"}
 
 
 def register(sub) -> None:
@@ -47,7 +45,6 @@ def _fail(message: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from ..errors import SqueezeTimeError
     from ..export import tensorrt as trt
-    from ..export import triton
 
     if not args.out and not args.triton_repo:
         return _fail("give --out PATH, --triton-repo DIR, or both")
@@ -64,57 +61,10 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(e))
     if model.cls_head is None:
         return _fail("export needs a classification model; the AVA backbone has no head")
-    num_classes = model.cls_head.fc_cls.out_features
-    written = {}
     try:
-        if args.format == "tensorrt":
-            engine, meta = trt.build_engine(model, precision, batch)
-            if args.out:
-                from pathlib import Path
-
-                Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-                Path(args.out).write_bytes(engine)
-                Path(args.out).with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
-                written["engine"] = args.out
-            if args.triton_repo:
-                written["triton_model"] = str(trt.write_model_dir(
-                    args.triton_repo, engine, meta, preferred_batch_sizes=args.preferred_batch,
-                    class_names=model.class_names))
-        else:
-            out = args.out or _default_out(args)
-            if args.format == "exported-program":
-                from ..export.exported_program import export_program, save_program
-
-                save_program(export_program(model, precision, max_batch=batch[2]), out)
-            elif args.format == "onnx":
-                from ..export.onnx import export_onnx
-
-                export_onnx(model, out, precision, max_batch=batch[2])
-            else:
-                from ..export.torchscript import export_torchscript
-
-                export_torchscript(model, out, precision)
-            written["artifact"] = out
-            if args.triton_repo and args.format == "onnx":
-                common = dict(num_classes=num_classes, class_names=model.class_names, max_batch_size=batch[2],
-                              preferred_batch_sizes=args.preferred_batch, num_frames=model.num_frames)
-                written["triton_model"] = str(triton.write_onnx_model_dir(args.triton_repo, out,
-                                                                          kind=args.triton_kind, **common))
-                written["triton_model_python"] = str(triton.write_onnx_model_dir(
-                    args.triton_repo, out, python_backend=True, **common))
-            elif args.triton_repo:
-                written["triton_model"] = str(triton.write_libtorch_model_dir(
-                    args.triton_repo, out, num_classes=num_classes, kind=args.triton_kind, max_batch_size=batch[2],
-                    preferred_batch_sizes=args.preferred_batch, num_frames=model.num_frames))
+        written = export_artifacts(model, args.format, args.out, precision, batch, triton_repo=args.triton_repo,
+                                   triton_kind=args.triton_kind, preferred_batch=args.preferred_batch)
     except (SqueezeTimeError, ValueError) as e:
         return _fail(str(e))
     print(json.dumps({"format": args.format, "precision": precision, "batch": list(batch), **written}))
     return 0
-
-
-def _default_out(args) -> str:
-    import os
-    import tempfile
-
-    # --triton-repo alone: the artifact only lives inside the repository (copied there), so build it aside
-    return os.path.join(tempfile.mkdtemp(prefix="squeezetime-export-"), "model" + SUFFIX[args.format])
