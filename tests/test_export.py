@@ -224,7 +224,7 @@ def run_cli(*argv) -> int:
 
 
 def test_cli_exports_torchscript_with_libtorch_triton_model(tmp_path, capsys, io):
-    from squeezetime.export.triton import parse_config
+    from squeezetime.export.triton_models import parse_config
     from squeezetime.export.torchscript import load_torchscript
 
     checkpoint = str(golden_case_path())

@@ -36,7 +36,7 @@ def model():
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_engine_matches_eager_through_triton_model_dir(model, precision, tmp_path):
     from squeezetime.export import tensorrt as trt
-    from squeezetime.export.triton import parse_config
+    from squeezetime.export.triton_models import parse_config
 
     model_dir = trt.export_tensorrt(model, tmp_path, precision, batch=(1, 4, 8))
     meta = trt.check_engine_compatible(model_dir)

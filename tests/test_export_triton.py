@@ -15,7 +15,7 @@ import torch
 
 import squeezetime
 from squeezetime.export import tensorrt as trt
-from squeezetime.export import triton as T
+from squeezetime.export import triton_models as T
 from squeezetime.export.graph import example_clip
 
 from support.export import assert_matches_eager, golden_model

@@ -60,7 +60,7 @@ def _tensorrt(model, out, precision, batch, triton_repo, preferred_batch) -> dic
 
 def _triton_models(model, fmt, out, batch, triton_repo, triton_kind, preferred_batch) -> dict[str, str]:
     """The Triton model of an ONNX (an onnxruntime model and a python-backend one) or TorchScript artifact."""
-    from . import triton
+    from . import triton_models as triton
 
     num_classes = model.cls_head.fc_cls.out_features
     if fmt == "onnx":

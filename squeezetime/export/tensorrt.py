@@ -31,7 +31,7 @@ import torch
 
 from ..errors import InputError, SqueezeTimeError
 from .graph import INPUT_NAME, OUTPUT_NAMES, PRECISIONS
-from .triton import LABELS_FILE, TRT_MODEL_NAME, trt_config
+from .triton_models import LABELS_FILE, TRT_MODEL_NAME, trt_config
 
 ENGINE_FILE = "model.plan"
 METADATA_FILE = "engine.json"
