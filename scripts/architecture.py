@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, tuple[str, ...], str]] = [
     ("backends", ("squeezetime.backends",), "tensor -> logits: eager, optimized, onnxruntime, openvino"),
     ("classifier", ("squeezetime.classifier", "squeezetime.predict", "squeezetime.timeline", "squeezetime"),
      "load(), Classifier: the one pipeline -> labels"),
-    ("transports", ("squeezetime.serving", "squeezetime.export", "squeezetime.batch",
+    ("transports", ("squeezetime.serving", "squeezetime.export", "squeezetime.triton", "squeezetime.batch",
                     "squeezetime.quantize"),
      "Triton, TorchServe, request checks, supervisor, export, batch (local, Ray)"),
     ("bench", ("squeezetime.bench",), "benchmarks: network, peers, video, serving, perf_analyzer, GPU"),
