@@ -23,7 +23,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -74,15 +73,6 @@ def classify_seconds(url: str, data: bytes, views: str) -> tuple[float, str]:
         client.close()
 
 
-def scrape(url: str) -> dict[str, float]:
-    import urllib.request
-
-    with urllib.request.urlopen(url, timeout=30) as r:
-        text = r.read().decode()
-    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-            if line and not line.startswith("#")}
-
-
 UPLOAD_VIEWS = ("1x1", "10x3")  # the uploads' views: the demo's default, and the costliest
 DECODE = 'squeezetime_stage_seconds_{}{{model="squeezetime_video",stage="decode"}}'
 
@@ -95,10 +85,11 @@ def beside_two_uploads(url: str, metrics_url: str, cheap: bytes, uploaders, stil
     """The cheap request's seconds when sent as soon as two still uploads have reached the video model (from two
     other processes, as other clients would: their serialisation does not share this interpreter); the uploads'
     (seconds, outcome)."""
+    from squeezetime.bench.prometheus import scrape, wait_for_metric
+
     before = scrape(metrics_url)[REQUESTS]
     uploads = [uploaders.submit(upload, url, still_path, views) for _ in range(2)]
-    while scrape(metrics_url)[REQUESTS] < before + 2:
-        time.sleep(0.002)
+    wait_for_metric(metrics_url, REQUESTS, before + 2, timeout=300, poll=0.002)
     seconds, outcome = classify_seconds(url, cheap, "1x1")
     assert outcome == "ok", outcome
     return seconds, [u.result(timeout=300) for u in uploads]
@@ -113,6 +104,7 @@ def through_triton(still_path: str, cheap: bytes, rounds: int, work: Path) -> di
     from concurrent.futures import ProcessPoolExecutor
 
     import squeezetime
+    from squeezetime.bench.prometheus import scrape
     from squeezetime.serving.triton import RepoOptions, TritonServer, write_repository
     from squeezetime.triton import TritonClient
 

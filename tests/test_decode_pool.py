@@ -7,10 +7,11 @@ from __future__ import annotations
 import io
 import threading
 import time
-import urllib.request
 
 import numpy as np
 import pytest
+
+from squeezetime.bench.prometheus import scrape, wait_for_metric
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -104,13 +105,6 @@ def _classify_seconds(url: str, video: bytes, views: str) -> float:
         client.close()
 
 
-def scrape(url: str) -> dict[str, float]:
-    with urllib.request.urlopen(url, timeout=30) as r:
-        text = r.read().decode()
-    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-            if line and not line.startswith("#")}
-
-
 @pytest.fixture(scope="module")
 def big_video():
     return expensive_video()
@@ -120,18 +114,6 @@ QUEUED = 'squeezetime_stage_seconds_count{model="squeezetime_video",stage="queue
 DECODED = 'squeezetime_stage_seconds_count{model="squeezetime_video",stage="decode"}'    # decodes ended
 DECODE_SECONDS = 'squeezetime_stage_seconds_sum{model="squeezetime_video",stage="decode"}'
 CANCELLED = 'squeezetime_rejections_total{model="squeezetime_video",reason="cancelled"}'
-
-
-def wait_for_metric(url: str, key: str, at_least: float, timeout: float = 120.0) -> dict[str, float]:
-    """Scrape until ``key`` reaches ``at_least``. A wait for an event the server reports, not a timing: 120 s is
-    far above its typical fraction of a second, only there so that a broken server fails the test."""
-    deadline = time.monotonic() + timeout
-    while True:
-        metrics = scrape(url)
-        if metrics.get(key, 0) >= at_least:
-            return metrics
-        assert time.monotonic() < deadline, f"{key} never reached {at_least}: {metrics.get(key)}"
-        time.sleep(0.05)
 
 
 def test_a_cheap_request_is_answered_while_expensive_ones_decode(triton, big_video, demo_videos):

@@ -17,6 +17,7 @@ import torch
 from support.triton import MAX_VIDEO_BYTES, require_tritonserver, server_processes, shm_regions, video_inputs
 
 import squeezetime
+from squeezetime.bench.prometheus import scrape
 from squeezetime.predict import label_names
 
 pytestmark = pytest.mark.timeout(600)
@@ -216,15 +217,6 @@ def test_bad_inputs_are_invalid_argument_while_good_requests_succeed(client, tri
     with pytest.raises(TritonRequestError, match="not a readable video") as info:
         client.classify(b"definitely not a video")
     assert info.value.status == "StatusCode.INVALID_ARGUMENT"
-
-
-def scrape(url: str) -> dict[str, float]:
-    import urllib.request
-
-    with urllib.request.urlopen(url, timeout=30) as r:
-        text = r.read().decode()
-    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-            if line and not line.startswith("#")}
 
 
 @pytest.mark.parametrize("views", ["1x1", "10x3"])

@@ -9,6 +9,7 @@
   ``decode_budget``);
 - ``gpu``: the GPU table of `make gpu-check` (``python -m squeezetime.bench.gpu``).
 
-``timing`` and ``plot`` are their shared helpers. The CLI modules (``squeezetime.cli.bench*``) only parse
+``timing`` and ``plot`` are their shared helpers; ``prometheus`` reads a server's metrics endpoint (benchmarks and
+tests wait on the counters it reports). The CLI modules (``squeezetime.cli.bench*``) only parse
 arguments and call these.
 """

@@ -60,10 +60,9 @@ def in_process_classifier(model, dtype: str, batch: int, threads: int, backend: 
     """What the served clip model runs: ``squeezetime.load(model, backend=..., dtype=...)``."""
     import copy
 
-    import squeezetime
+    from ..classifier import load
 
-    return squeezetime.load(copy.deepcopy(model).eval(), backend=backend, dtype=dtype, batch_size=batch,
-                            threads=threads)
+    return load(copy.deepcopy(model).eval(), backend=backend, dtype=dtype, batch_size=batch, threads=threads)
 
 
 def in_process_throughput(classifier, batch: int, seconds: float) -> dict:
@@ -119,9 +118,9 @@ def run_load(concurrency: int, requests: int, send, clips_per_request: int, prog
 
 
 def run_serve_benchmark(model, *, out: str | os.PathLike, concurrencies=(1, 4, 8, 16), requests_per_level: int = 48,
-                  video_requests_per_level: int = 32, views: str = "1x1", dtype: str = "float32",
-                  max_batch_size: int = 8, in_process_seconds: float = 10.0, shared_memory: bool = False,
-                  threads: int = 0, model_name: str = "model", backend: str = "optimized") -> dict:
+                        video_requests_per_level: int = 32, views: str = "1x1", dtype: str = "float32",
+                        max_batch_size: int = 8, in_process_seconds: float = 10.0, shared_memory: bool = False,
+                        threads: int = 0, model_name: str = "model", backend: str = "optimized") -> dict:
     """Start a server on a fresh repository for ``model``, measure, stop it. Writes bench_serve.json/.png."""
     from tqdm import tqdm
 
@@ -273,9 +272,9 @@ def bench_torchserve(out: Path, classifier, *, concurrencies, batch_size, thread
 
 
 def run_perf_benchmark(model, *, out, concurrencies=(1, 2, 4, 8, 16), max_batch_size: int = 8, dtype: str = "float32",
-                  threads: int = 0, in_process_seconds: float = 4.0, requests_per_window: int = 40,
-                  torchserve: bool = True, torchserve_batch_size: int = 8, video: bool = True,
-                  checkpoint=None, model_name: str = "model", backend: str = "optimized") -> dict:
+                       threads: int = 0, in_process_seconds: float = 4.0, requests_per_window: int = 40,
+                       torchserve: bool = True, torchserve_batch_size: int = 8, video: bool = True,
+                       checkpoint=None, model_name: str = "model", backend: str = "optimized") -> dict:
     """Measure, write ``bench_perf.json`` and ``bench_perf.png`` into ``out``, return the report."""
     from tqdm import tqdm
 
