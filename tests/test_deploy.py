@@ -610,7 +610,8 @@ def ngc_release(triton_version: str) -> str:
 
 
 def test_triton_image_is_the_pinned_release():
-    pin = re.search(r"nvidia-pytriton==([\d.]+)", (ROOT / "mk" / "triton.mk").read_text(encoding="utf-8")).group(1)
+    pin = re.search(r"nvidia-pytriton==([\d.]+)", (ROOT / "requirements" / "venv-triton.txt")
+                    .read_text(encoding="utf-8")).group(1)
     assert pin in PYTRITON_SERVER, f"nvidia-pytriton {pin}: which tritonserver does it bundle? update PYTRITON_SERVER"
     release = ngc_release(PYTRITON_SERVER[pin])
     assert (ngc_release("2.51"), ngc_release("2.39"), ngc_release("2.53")) == ("24.10", "23.10", "24.12")
