@@ -7,7 +7,8 @@
   requests in the model; beyond that ``execute`` waits up to ``admission_timeout`` s, then answers UNAVAILABLE)
   and handed to the model's own event loop, and ``execute`` returns: every request is answered through its
   response sender, so one expensive video does not hold up cheap ones;
-- the decode pool (``decode_threads`` threads; PyAV releases the GIL), cancellation checks, metrics;
+- the decode pool (``decode_threads`` threads; PyAV releases the GIL), the cancellation check handed to
+  ``serve`` (``CancelCheck``: has the client cancelled?), metrics;
 - ``fail``: a refused request's answer, with the gRPC status and the metric of its error's ``Refusal``.
 
 A subclass supplies how a request is read (``read``: fields -> a job) and served (``serve``: a coroutine on the
@@ -32,7 +33,7 @@ from ...errors import OverloadedError, SqueezeTimeError, refusal_of
 from ...video import DecodeBudget
 from ..requests import (DEFAULT_MAX_VIDEO_BYTES, RequestError, RequestLimits, check_video_size, decode_budget,
                         parse_stride, setting_flag)
-from .decode_pool import DecodePool
+from .decode_pool import CancelCheck, DecodePool
 from .python_backend import error_response, log, metrics_recorder, parameters, pb_utils, single_element
 
 DATA_CONFIG_FILE = "data_config.json"
@@ -118,8 +119,9 @@ class RequestModel:
         """Validate one request's fields (not its video) -> a job holding copies of what it needs."""
         raise NotImplementedError
 
-    async def serve(self, job: Job) -> None:
-        """On the model's event loop: do the job and answer its sender; an exception is the request's answer."""
+    async def serve(self, job: Job, cancelled: CancelCheck) -> None:
+        """On the model's event loop: do the job and answer its sender; an exception is the request's answer.
+        ``cancelled()`` says whether the client has cancelled (pass it to the decode, ask it before each step)."""
         raise NotImplementedError
 
     def check_config(self, model_config: dict) -> None:
@@ -193,7 +195,7 @@ class RequestModel:
     async def answer(self, job: Job) -> None:
         """``serve`` the job; its failure is its answer; then free its slot."""
         try:
-            await self.serve(job)
+            await self.serve(job, CancelCheck(job.sender))
         except Exception as e:  # noqa: BLE001 - the request's answer
             self.fail(job.sender, e)
         finally:

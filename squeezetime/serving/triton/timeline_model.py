@@ -55,12 +55,11 @@ class TimelineModel(RequestModel):
         topk = parse_topk(single_element(request, "TOPK"), self.settings.default_topk, field="TOPK")
         return TimelineJob(data, topk, request.get_response_sender(), received, stride)
 
-    async def serve(self, job: TimelineJob) -> None:
-        await asyncio.wrap_future(self.pool.submit(0, self.stream, job))
+    async def serve(self, job: TimelineJob, cancelled: CancelCheck) -> None:
+        await asyncio.wrap_future(self.pool.submit(0, self.stream, job, cancelled))
 
-    def stream(self, job: TimelineJob) -> None:
+    def stream(self, job: TimelineJob, cancelled: CancelCheck) -> None:
         """In a decode thread: send the job's windows as they are scored, then the final flag."""
-        cancelled = CancelCheck(job.sender)
         windows = 0
         try:
             timeline = Timeline(job.video, self.classifier.data_config, self.classifier.class_names,

@@ -55,9 +55,8 @@ class VideoModel(RequestModel):
         topk = parse_topk(single_element(request, "TOPK"), self.settings.default_topk, field="TOPK")
         return VideoJob(data, topk, request.get_response_sender(), received, views)
 
-    async def serve(self, job: VideoJob) -> None:
+    async def serve(self, job: VideoJob, cancelled: CancelCheck) -> None:
         """Decode (thread pool), score (BLS), summarise, answer."""
-        cancelled = CancelCheck(job.sender)
         cost = decode_cost(job.video, self.classifier.data_config.view(job.views))
         clips = await asyncio.wrap_future(self.pool.submit(cost, self.decode, job, cancelled, time.perf_counter()))
         if cancelled():
