@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 import squeezetime  # noqa: E402
 from squeezetime.synthetic import random_motion, render  # noqa: E402
-from squeezetime.synthetic.generator import _pose  # noqa: E402
+from squeezetime.synthetic.generator import pose_at  # noqa: E402
 from squeezetime.video.stream import window_clips  # noqa: E402
 
 FPS = 25
@@ -44,7 +44,7 @@ def path_frames(height: int, width: int, seconds_each: float = 4.0, seed: int = 
         speed = first.speed if label < 4 else random_motion(label, rng).speed
         motion = dataclasses.replace(first, label=label, speed=speed, center=pose[:2], angle=pose[2], size=pose[3])
         out.append(render(motion, np.arange(n) / n, height, width))
-        pose = _pose(motion, 1.0)
+        pose = pose_at(motion, 1.0)
     return np.concatenate(out)
 
 

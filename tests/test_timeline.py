@@ -17,7 +17,7 @@ import pytest
 import squeezetime
 from squeezetime.errors import InputError, VideoError
 from squeezetime.synthetic import CLASSES, encode_video, make_video, random_motion, render
-from squeezetime.synthetic.generator import _pose
+from squeezetime.synthetic.generator import pose_at
 from squeezetime.timeline import Timeline, Window, segments, timeline_dict
 from squeezetime.video import VIEWS, BudgetError, DecodeBudget
 from squeezetime.video.decode import DecodeCancelled
@@ -48,7 +48,7 @@ def square_path_frames(seed: int = 4, labels=PATH, seconds: float = SEGMENT_SECO
         cx, cy, angle, size = pose
         motion = dataclasses.replace(first, label=label, speed=speed, center=(cx, cy), angle=angle, size=size)
         frames.append(render(motion, np.arange(n) / n, 240, 320))
-        pose = _pose(motion, 1.0)
+        pose = pose_at(motion, 1.0)
     return np.concatenate(frames)
 
 

@@ -20,7 +20,8 @@ def add_model_options(parser: argparse.ArgumentParser, required: bool = True, ba
         from ..backends import DTYPES, available_backends
 
         parser.add_argument("--backend", choices=available_backends(), default="auto",
-                            help="auto (default: optimized when the C++ extension is built), eager, optimized")
+                            help="auto (default: the first that builds of an order measured per device, "
+                                 "docs/engines.md), eager, optimized, onnxruntime, openvino, int8")
         parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="compute precision")
         parser.add_argument("--device", default=None, help="cpu (default) or cuda[:N]")
         parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")

@@ -62,7 +62,7 @@ def random_motion(label: int, rng: np.random.Generator) -> Motion:
                   angle=rng.uniform(0, 2 * math.pi), speed=speed, texture_seed=int(rng.integers(2**31)))
 
 
-def _pose(m: Motion, t: float) -> tuple[float, float, float, float]:
+def pose_at(m: Motion, t: float) -> tuple[float, float, float, float]:
     """(cx, cy, angle, size) at time t in [0, 1]."""
     cx, cy = m.center
     angle, size = m.angle, m.size
@@ -125,7 +125,7 @@ def render(m: Motion, times, height: int = 240, width: int = 320, noise: float =
     short = min(height, width)
     frames = np.empty((len(times), h, w, 3), np.uint8)
     for i, t in enumerate(times):
-        cx, cy, angle, size = _pose(m, t)
+        cx, cy, angle, size = pose_at(m, t)
         dx, dy = (x - cx * width) / (size * short), (y - cy * height) / (size * short)
         cos, sin = math.cos(angle), math.sin(angle)
         u, v = cos * dx + sin * dy, -sin * dx + cos * dy
