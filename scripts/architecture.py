@@ -17,7 +17,7 @@ PACKAGE = ROOT / "squeezetime"
 
 # Bottom to top: the data flow video -> clips -> tensor -> backend -> labels, then the transports over it.
 LAYERS: list[tuple[str, tuple[str, ...], str]] = [
-    ("errors", ("squeezetime.errors", "squeezetime._build_info"), "SqueezeTimeError and its kinds; build record"),
+    ("errors", ("squeezetime.errors", "squeezetime._build_info"), "SqueezeTimeError and its kinds, each with its Refusal; build record"),
     ("video", ("squeezetime.video",), "video -> clips: decode, SampleFrames, views"),
     ("data config", ("squeezetime.data_config",), "frames, interval, views, mean/std"),
     ("models", ("squeezetime.models", "squeezetime.labels", "squeezetime.synthetic"),
@@ -28,9 +28,9 @@ LAYERS: list[tuple[str, tuple[str, ...], str]] = [
     # the exported graph (folded network, ONNX) sits below the backends: onnxruntime/openvino backends run it
     ("export graph", ("squeezetime.export.graph", "squeezetime.export.exported_program", "squeezetime.export.onnx"),
      "serving graph, torch.export, ONNX"),
-    ("backends", ("squeezetime.backends",), "tensor -> logits: eager, optimized, onnxruntime, openvino"),
+    ("backends", ("squeezetime.backends",), "tensor -> logits: eager, optimized (CUDA graphs on GPUs), onnxruntime, openvino, int8; auto"),
     ("classifier", ("squeezetime.classifier", "squeezetime.predict", "squeezetime.timeline", "squeezetime"),
-     "load(), Classifier: the one pipeline -> labels"),
+     "load(), Classifier: the one pipeline -> labels; top-k, timeline"),
     ("transports", ("squeezetime.serving", "squeezetime.export", "squeezetime.triton", "squeezetime.batch",
                     "squeezetime.quantize"),
      "Triton, TorchServe, request checks, supervisor, export, batch (local, Ray)"),
