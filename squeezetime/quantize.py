@@ -140,7 +140,7 @@ def _import_engine():
         import nncf
         import openvino as ov
     except ImportError as e:
-        raise QuantizeError(f"quantize needs nncf and openvino (pip install -r requirements/main/int8.txt): {e}") from e
+        raise QuantizeError(f"quantize needs nncf and openvino (pip install 'squeezetime[int8]'): {e}") from e
     return ov, nncf
 
 

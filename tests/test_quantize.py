@@ -20,7 +20,7 @@ import pytest
 
 import squeezetime
 
-pytest.importorskip("nncf", reason="quantize needs nncf (requirements/main/int8.txt)")
+pytest.importorskip("nncf", reason="quantize needs nncf: pip install 'squeezetime[int8]'")
 pytest.importorskip("openvino", reason="the int8 backend needs openvino (requirements/main/engines.txt)")
 
 from squeezetime.backends.int8 import META_FILE, XML_FILE, Int8ArtifactError, read_artifact  # noqa: E402

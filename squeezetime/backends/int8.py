@@ -146,7 +146,7 @@ def openvino_core():
     try:
         import openvino as ov
     except ImportError as e:
-        raise ImportError("the int8 backend needs OpenVINO: pip install openvino (requirements/main/int8.txt)") from e
+        raise ImportError("the int8 backend needs OpenVINO: pip install 'squeezetime[int8]'") from e
     return ov, ov.Core()
 
 
