@@ -20,9 +20,6 @@ class Refusal(str, Enum):
     OVERLOADED = "overloaded"             # no room for another request
     INTERNAL = "internal"                 # a failure on the server's side
 
-    def __str__(self) -> str:
-        return self.value
-
 
 class SqueezeTimeError(Exception):
     """Base class of the package's input errors."""

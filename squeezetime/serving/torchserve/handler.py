@@ -58,7 +58,6 @@ class Rejected:
     code: int
     message: str
     kind: str
-    reason: Refusal = Refusal.INVALID_REQUEST
 
 
 @dataclass
@@ -230,9 +229,8 @@ class SqueezeTimeHandler(BaseHandler):
             if not isinstance(e, SqueezeTimeError):
                 logger.exception("request %d: unexpected error while reading it", i)
                 e = RequestError(f"unreadable request ({type(e).__name__}: {e})")
-            refusal = refusal_of(e)
-            self.recorder.rejected(refusal)
-            return Rejected(400, ascii_message(str(e)), type(e).__name__, refusal)
+            self.recorder.rejected(refusal_of(e))
+            return Rejected(400, ascii_message(str(e)), type(e).__name__)
         finally:
             if decoding.seconds:
                 self.recorder.stage("decode", decoding.seconds)
