@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from support.triton import require_tritonserver
+from support.waiting import wait_for
 
 from squeezetime.serving.leftovers import OWNER_FILE, processes_mentioning, read_owner, write_owner
 from squeezetime.serving.supervisor import group_pids
@@ -64,16 +65,6 @@ def dead_pid() -> int:
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait(timeout=30)
     return p.pid
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.2):
-    """predicate()'s first truthy value within ``timeout`` seconds, else its last value."""
-    until = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= until:
-            return value
-        time.sleep(interval)
 
 
 def server_pids(*paths) -> list[int]:

@@ -17,6 +17,7 @@ import pytest
 
 from support.torchserve import require_torchserve
 from support.triton import model_for_tests, require_tritonserver
+from support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(600)
 REQUESTS = 10
@@ -29,14 +30,10 @@ def report(name: str, seconds: list[float]) -> None:
 
 
 def warm_up_lines(log, timeout: float = 60.0) -> list[str]:
-    """The log's "warm-up" lines (written before the model reported ready), waiting for them to be flushed: a wait
-    for an event (typically there at once; TorchServe's frontend copies worker output on its own thread)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        lines = [line for line in log.read_text(errors="replace").splitlines() if "warm-up" in line]
-        if lines or time.monotonic() > deadline:
-            return lines
-        time.sleep(0.1)
+    """The log's "warm-up" lines (written before the model reported ready), waiting for them to be flushed
+    (typically there at once; TorchServe's frontend copies worker output on its own thread)."""
+    return wait_for(lambda: [line for line in log.read_text(errors="replace").splitlines() if "warm-up" in line],
+                    timeout, interval=0.1)
 
 
 def test_triton_first_request_is_not_slow(tmp_path, demo_videos):
